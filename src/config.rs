@@ -1,0 +1,328 @@
+//! Command-line flags and environment variables. Every setting has an embedded default, so
+//! `pdfworker serve` runs with no configuration file; a flag beats its `PDFWORKER_*` variable.
+//! Depends on std and the plain config structs of `fastcgi` and `jobs`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::fastcgi::{self, ListenAddr};
+use crate::jobs::RunnerConfig;
+use crate::pdf::{Orientation, Paper};
+
+/// What the binary was asked to do.
+#[derive(Debug)]
+pub enum Command {
+    Serve(Box<ServeConfig>),
+    Render(RenderArgs),
+    Help,
+    Version,
+}
+
+/// `pdfworker serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Ignored when systemd passes a socket.
+    pub listen: ListenAddr,
+    pub socket_mode: u32,
+    pub data_dir: PathBuf,
+    pub fastcgi: fastcgi::Config,
+    pub runner: RunnerConfig,
+    /// The form's upper bound for `rows`.
+    pub max_rows: u32,
+    /// How long shutdown waits for requests and renders before it stops them.
+    pub shutdown_grace: Duration,
+}
+
+/// `pdfworker render`: the same document as the service, offline.
+#[derive(Debug, Clone)]
+pub struct RenderArgs {
+    pub title: String,
+    pub rows: u32,
+    pub paper: Paper,
+    pub orientation: Orientation,
+    pub out: PathBuf,
+}
+
+pub const USAGE: &str = "\
+pdfworker — a FastCGI responder that answers at once and renders PDFs in the background
+
+USAGE:
+    pdfworker serve [OPTIONS]
+    pdfworker render --title T --rows N [--paper a4|letter] [--orientation portrait|landscape] --out FILE
+    pdfworker --help | --version
+
+SERVE OPTIONS (flag / environment variable / default):
+    --listen ADDR              PDFWORKER_LISTEN             unix:var/run/pdfworker.sock
+                               (unix:PATH or tcp:HOST:PORT; a socket passed by systemd wins)
+    --socket-mode OCTAL        PDFWORKER_SOCKET_MODE        0660
+    --data-dir DIR             PDFWORKER_DATA_DIR           var/data
+    --render-slots N           PDFWORKER_RENDER_SLOTS       number of CPU cores
+    --queue-limit N            PDFWORKER_QUEUE_LIMIT        64
+    --max-rows N               PDFWORKER_MAX_ROWS           100000
+    --max-pages N              PDFWORKER_MAX_PAGES          5000
+    --memory-budget-mb N       PDFWORKER_MEMORY_BUDGET_MB   2048
+    --render-timeout-secs N    PDFWORKER_RENDER_TIMEOUT_SECS 1800
+    --retention-hours N        PDFWORKER_RETENTION_HOURS    24
+    --max-conns N              PDFWORKER_MAX_CONNS          1024
+    --max-body-bytes N         PDFWORKER_MAX_BODY_BYTES     1048576
+    --read-timeout-secs N      PDFWORKER_READ_TIMEOUT_SECS  10
+    --idle-timeout-secs N      PDFWORKER_IDLE_TIMEOUT_SECS  75
+    --shutdown-grace-secs N    PDFWORKER_SHUTDOWN_GRACE_SECS 20
+
+Logging: RUST_LOG (default: info).
+";
+
+/// Parses the process arguments (without the program name) and `PDFWORKER_*` variables.
+///
+/// # Errors
+/// A message for the user naming the flag or value that is wrong.
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
+    parse_with_env(args, |name| std::env::var(name).ok())
+}
+
+/// [`parse`] with the environment supplied by the caller (for tests).
+///
+/// # Errors
+/// As [`parse`].
+pub fn parse_with_env<I, E>(args: I, env: E) -> Result<Command, String>
+where
+    I: IntoIterator<Item = String>,
+    E: Fn(&str) -> Option<String>,
+{
+    let mut args = args.into_iter();
+    let Some(cmd) = args.next() else {
+        return Ok(Command::Help);
+    };
+    let rest: Vec<String> = args.collect();
+    let flags = Flags::parse(&rest)?;
+    match cmd.as_str() {
+        "serve" => serve(&flags, &env).map(|c| Command::Serve(Box::new(c))),
+        "render" => render(&flags).map(Command::Render),
+        "-h" | "--help" | "help" => Ok(Command::Help),
+        "-V" | "--version" | "version" => Ok(Command::Version),
+        other => Err(format!("unknown command {other:?}; try `pdfworker --help`")),
+    }
+}
+
+struct Flags(Vec<(String, String)>);
+
+impl Flags {
+    fn parse(args: &[String]) -> Result<Flags, String> {
+        let mut out = Vec::new();
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let Some(name) = arg.strip_prefix("--") else {
+                return Err(format!("unexpected argument {arg:?}"));
+            };
+            let (name, value) = match name.split_once('=') {
+                Some((n, v)) => (n.to_string(), v.to_string()),
+                None => {
+                    let v = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
+                    (name.to_string(), v.clone())
+                }
+            };
+            out.push((name, value));
+        }
+        Ok(Flags(out))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn check_known(&self, known: &[&str]) -> Result<(), String> {
+        match self.0.iter().find(|(n, _)| !known.contains(&n.as_str())) {
+            Some((n, _)) => Err(format!("unknown option --{n}; try `pdfworker --help`")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A setting from its flag, else its environment variable, parsed; `None` when neither is set.
+fn setting<T, E>(flags: &Flags, env: &E, name: &str) -> Result<Option<T>, String>
+where
+    T: std::str::FromStr,
+    E: Fn(&str) -> Option<String>,
+{
+    let var = format!("PDFWORKER_{}", name.to_uppercase().replace('-', "_"));
+    let raw = match flags.get(name) {
+        Some(v) => Some((format!("--{name}"), v.to_string())),
+        None => env(&var).map(|v| (var, v)),
+    };
+    match raw {
+        None => Ok(None),
+        Some((from, v)) => v
+            .trim()
+            .parse::<T>()
+            .map(Some)
+            .map_err(|_| format!("{from}: {v:?} is not a valid value")),
+    }
+}
+
+const SERVE_FLAGS: &[&str] = &[
+    "listen",
+    "socket-mode",
+    "data-dir",
+    "render-slots",
+    "queue-limit",
+    "max-rows",
+    "max-pages",
+    "memory-budget-mb",
+    "render-timeout-secs",
+    "retention-hours",
+    "max-conns",
+    "max-body-bytes",
+    "read-timeout-secs",
+    "idle-timeout-secs",
+    "shutdown-grace-secs",
+];
+
+fn serve<E: Fn(&str) -> Option<String>>(flags: &Flags, env: &E) -> Result<ServeConfig, String> {
+    flags.check_known(SERVE_FLAGS)?;
+    let listen = setting::<String, _>(flags, env, "listen")?
+        .unwrap_or_else(|| "unix:var/run/pdfworker.sock".into())
+        .parse::<ListenAddr>()?;
+    let socket_mode = match setting::<String, _>(flags, env, "socket-mode")? {
+        Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| format!("--socket-mode: {m:?} is not an octal mode like 0660"))?,
+        None => 0o660,
+    };
+    let data_dir = setting::<PathBuf, _>(flags, env, "data-dir")?.unwrap_or_else(|| "var/data".into());
+
+    let mut runner = RunnerConfig::default();
+    if let Some(n) = positive(setting::<usize, _>(flags, env, "render-slots")?, "render-slots")? {
+        runner.slots = n;
+    }
+    if let Some(n) = positive(setting::<usize, _>(flags, env, "queue-limit")?, "queue-limit")? {
+        runner.queue_limit = n;
+    }
+    if let Some(n) = positive(setting::<u32, _>(flags, env, "max-pages")?, "max-pages")? {
+        runner.max_pages = n;
+    }
+    if let Some(mb) = positive(setting::<u64, _>(flags, env, "memory-budget-mb")?, "memory-budget-mb")? {
+        runner.memory_budget = mb.saturating_mul(1024 * 1024);
+    }
+    if let Some(s) = positive(setting::<u64, _>(flags, env, "render-timeout-secs")?, "render-timeout-secs")? {
+        runner.render_deadline = Duration::from_secs(s);
+    }
+    if let Some(h) = positive(setting::<u64, _>(flags, env, "retention-hours")?, "retention-hours")? {
+        runner.retention = Duration::from_secs(h.saturating_mul(3600));
+    }
+    let max_rows = positive(setting::<u32, _>(flags, env, "max-rows")?, "max-rows")?.unwrap_or(100_000);
+
+    let mut fcgi = fastcgi::Config::default();
+    if let Some(n) = positive(setting::<usize, _>(flags, env, "max-conns")?, "max-conns")? {
+        fcgi.max_conns = n;
+    }
+    if let Some(n) = positive(setting::<usize, _>(flags, env, "max-body-bytes")?, "max-body-bytes")? {
+        fcgi.max_body_bytes = n;
+    }
+    if let Some(s) = positive(setting::<u64, _>(flags, env, "read-timeout-secs")?, "read-timeout-secs")? {
+        fcgi.read_timeout = Duration::from_secs(s);
+    }
+    if let Some(s) = positive(setting::<u64, _>(flags, env, "idle-timeout-secs")?, "idle-timeout-secs")? {
+        fcgi.idle_timeout = Duration::from_secs(s);
+    }
+    let grace = setting::<u64, _>(flags, env, "shutdown-grace-secs")?.unwrap_or(20);
+    Ok(ServeConfig {
+        listen,
+        socket_mode,
+        data_dir,
+        fastcgi: fcgi,
+        runner,
+        max_rows,
+        shutdown_grace: Duration::from_secs(grace),
+    })
+}
+
+fn positive<T: PartialEq + Default>(v: Option<T>, name: &str) -> Result<Option<T>, String> {
+    match v {
+        Some(n) if n == T::default() => Err(format!("--{name} must be at least 1")),
+        other => Ok(other),
+    }
+}
+
+fn render(flags: &Flags) -> Result<RenderArgs, String> {
+    flags.check_known(&["title", "rows", "paper", "orientation", "out"])?;
+    let no_env = |_: &str| None;
+    let title = flags.get("title").ok_or("render needs --title")?.to_string();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err("--title must be 1 to 200 characters".into());
+    }
+    let rows = setting::<u32, _>(flags, &no_env, "rows")?.ok_or("render needs --rows")?;
+    if rows == 0 {
+        return Err("--rows must be at least 1".into());
+    }
+    let paper = match flags.get("paper") {
+        Some(p) => p.parse::<Paper>().map_err(|_| format!("--paper: {p:?} is not a4 or letter"))?,
+        None => Paper::A4,
+    };
+    let orientation = match flags.get("orientation") {
+        Some(o) => o
+            .parse::<Orientation>()
+            .map_err(|_| format!("--orientation: {o:?} is not portrait or landscape"))?,
+        None => Orientation::Portrait,
+    };
+    let out = PathBuf::from(flags.get("out").ok_or("render needs --out FILE")?);
+    Ok(RenderArgs { title, rows, paper, orientation, out })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn flag_beats_env_beats_default() {
+        let env = |name: &str| match name {
+            "PDFWORKER_DATA_DIR" => Some("/env/data".to_string()),
+            "PDFWORKER_MAX_ROWS" => Some("500".to_string()),
+            _ => None,
+        };
+        let Ok(Command::Serve(c)) = parse_with_env(args("serve --data-dir /flag/data"), env) else {
+            panic!("serve should parse");
+        };
+        assert_eq!(c.data_dir, PathBuf::from("/flag/data"));
+        assert_eq!(c.max_rows, 500);
+        assert_eq!(c.socket_mode, 0o660);
+        assert_eq!(c.listen, ListenAddr::Unix("var/run/pdfworker.sock".into()));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let none = |_: &str| None;
+        let cases = [
+            ("serve --max-rows lots", "--max-rows"),
+            ("serve --max-rows 0", "max-rows"),
+            ("serve --socket-mode 999", "--socket-mode"),
+            ("serve --listen /x.sock", "unix:PATH"),
+            ("serve --bogus 1", "--bogus"),
+            ("serve --listen", "needs a value"),
+            ("render --rows 5 --out x.pdf", "--title"),
+            ("render --title T --rows 5 --paper a3 --out x.pdf", "--paper"),
+            ("frobnicate", "unknown command"),
+        ];
+        for (input, want) in cases {
+            match parse_with_env(args(input), none) {
+                Err(msg) => assert!(msg.contains(want), "{input:?}: expected {want:?} in {msg:?}"),
+                Ok(c) => panic!("{input:?}: expected an error mentioning {want:?}, got {c:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn render_args() {
+        let Ok(Command::Render(r)) = parse(args(
+            "render --title Ελληνικά --rows 10 --paper letter --orientation landscape --out /tmp/x.pdf",
+        )) else {
+            panic!("render should parse");
+        };
+        assert_eq!((r.rows, r.paper, r.orientation), (10, Paper::Letter, Orientation::Landscape));
+        assert_eq!(r.title, "Ελληνικά");
+    }
+}

@@ -1,0 +1,428 @@
+//! One transport connection: a reader loop that turns records into requests, and a writer
+//! task that owns the write half and sends what responses hand it, in order.
+//!
+//! Requests are multiplexed (FCGI_MPXS_CONNS=1): every request gets its own handler task, so a
+//! slow or long-running handler never holds up the next record on the connection, and a
+//! handler that finished early frees its request id at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::record::{self, BeginRequest, ProtocolError};
+use super::request::{Abort, Active, Out, Request, Response};
+use super::{Config, Handler, pairs};
+
+/// Messages queued towards one connection's writer; a bound gives back-pressure to handlers
+/// that write faster than the web server reads.
+const WRITE_QUEUE: usize = 32;
+
+/// A request still receiving its PARAMS or STDIN stream.
+struct Incoming {
+    keep_conn: bool,
+    params: Vec<u8>,
+    params_done: bool,
+    body: Vec<u8>,
+}
+
+/// Why the reader loop stopped; logged once.
+enum Stop {
+    Eof,
+    Closed,
+    Shutdown,
+    Malformed(ProtocolError),
+    TooLarge,
+    Timeout(&'static str),
+    Io(std::io::Error),
+}
+
+/// Serves one connection until the peer closes it, a protocol error, a timeout, or shutdown.
+/// Returns once every response of this connection has been written (or the writer died).
+pub(crate) async fn run<S, H>(
+    stream: S,
+    conn_id: u64,
+    handler: Arc<H>,
+    config: Arc<Config>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+    H: Handler,
+{
+    let (mut reader, writer) = tokio::io::split(stream);
+    let (tx, rx) = mpsc::channel::<Out>(WRITE_QUEUE);
+    let closed = Arc::new(Closed::default());
+    let writer_task = tokio::spawn(write_loop(writer, rx, closed.clone(), config.write_timeout, conn_id));
+
+    let mut conn = Conn {
+        conn_id,
+        handler,
+        config: config.clone(),
+        tx,
+        active: Arc::new(Active::default()),
+        incoming: HashMap::new(),
+        reject_drain: None,
+    };
+    let stop = conn.read_loop(&mut reader, &closed, &mut shutdown).await;
+    match &stop {
+        Stop::Eof | Stop::Closed | Stop::Shutdown => {
+            log::debug!("conn {conn_id}: closed ({})", stop.describe())
+        }
+        _ => log::warn!("conn {conn_id}: closing: {}", stop.describe()),
+    }
+    // The web server is gone or we are closing: handlers still streaming should stop. Work
+    // that a handler continued after finish() holds no abort signal and is not affected.
+    if !matches!(stop, Stop::Shutdown) {
+        conn.active.abort_all();
+    }
+    drop(conn);
+    // The writer ends when every response has been dropped or finished.
+    let _ = writer_task.await;
+}
+
+impl Stop {
+    fn describe(&self) -> String {
+        match self {
+            Stop::Eof => "peer closed".into(),
+            Stop::Closed => "after END_REQUEST without KEEP_CONN or a write failure".into(),
+            Stop::Shutdown => "shutdown".into(),
+            Stop::Malformed(e) => format!("malformed input: {e}"),
+            Stop::TooLarge => "request over the size limit".into(),
+            Stop::Timeout(what) => format!("read timeout ({what})"),
+            Stop::Io(e) => format!("read error: {e}"),
+        }
+    }
+}
+
+/// Set by the writer when the connection must not be read any more.
+#[derive(Default)]
+struct Closed {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Closed {
+    fn close(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
+
+struct Conn<H> {
+    conn_id: u64,
+    handler: Arc<H>,
+    config: Arc<Config>,
+    tx: mpsc::Sender<Out>,
+    active: Arc<Active>,
+    incoming: HashMap<u16, Incoming>,
+    /// After a request was refused for its size, the id whose streams are read and discarded
+    /// (so the web server can finish sending and read our answer) before the connection closes.
+    reject_drain: Option<(u16, usize)>,
+}
+
+/// Bytes read and thrown away after a 413 before the connection is closed regardless.
+const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
+
+impl<H: Handler> Conn<H> {
+    async fn read_loop<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+        closed: &Closed,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Stop {
+        let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+        let mut draining_for_shutdown = false;
+        loop {
+            // Handle every complete record already buffered.
+            let mut used = 0;
+            loop {
+                match record::parse(&buf[used..]) {
+                    Ok(Some((rec, n))) => {
+                        used += n;
+                        if let Err(stop) = self.on_record(rec).await {
+                            return stop;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Stop::Malformed(e),
+                }
+            }
+            buf.drain(..used);
+            if closed.is_closed() {
+                return Stop::Closed;
+            }
+            if draining_for_shutdown && self.incoming.is_empty() {
+                return Stop::Shutdown;
+            }
+            if let Some((_, drained)) = self.reject_drain {
+                if drained > DRAIN_LIMIT {
+                    return Stop::TooLarge;
+                }
+            }
+
+            // Mid-record or mid-request the peer must keep sending; between requests it may
+            // idle for longer (nginx's upstream keepalive_timeout, 60 s by default, is below
+            // our 75 s idle default so nginx closes first).
+            let mid_request = !buf.is_empty() || !self.incoming.is_empty() || self.reject_drain.is_some();
+            let (limit, what) = if mid_request {
+                (self.config.read_timeout, "stalled mid-request")
+            } else {
+                (self.config.idle_timeout, "idle")
+            };
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(16 * 1024);
+            }
+            tokio::select! {
+                r = tokio::time::timeout(limit, reader.read_buf(&mut buf)) => match r {
+                    Ok(Ok(0)) => return Stop::Eof,
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Stop::Io(e),
+                    Err(_) if !mid_request && self.active.len() > 0 => {
+                        // Idle only in the reading direction: a handler is still streaming.
+                    }
+                    Err(_) => return Stop::Timeout(what),
+                },
+                _ = closed.notify.notified() => return Stop::Closed,
+                r = shutdown.changed(), if !draining_for_shutdown => {
+                    if r.is_err() || *shutdown.borrow() {
+                        draining_for_shutdown = true;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_record(&mut self, rec: record::Record<'_>) -> Result<(), Stop> {
+        let id = rec.header.request_id;
+        let kind = rec.header.kind;
+        if let Some((drain_id, drained)) = &mut self.reject_drain {
+            if id == *drain_id {
+                *drained += rec.content.len();
+                if kind == record::STDIN && rec.content.is_empty() {
+                    return Err(Stop::TooLarge);
+                }
+                return Ok(());
+            }
+        }
+        if id == 0 {
+            return self.on_management(kind, rec.content).await;
+        }
+        match kind {
+            record::BEGIN_REQUEST => self.on_begin(id, rec.content).await,
+            record::ABORT_REQUEST => self.on_abort(id).await,
+            record::PARAMS => self.on_params(id, rec.content).await,
+            record::STDIN => self.on_stdin(id, rec.content).await,
+            // A responder ignores DATA (spec §6.2 defines it for filters only).
+            record::DATA => Ok(()),
+            record::END_REQUEST
+            | record::STDOUT
+            | record::STDERR
+            | record::GET_VALUES_RESULT
+            | record::UNKNOWN_TYPE => {
+                log::debug!("conn {}: ignoring application-to-server record type {kind}", self.conn_id);
+                Ok(())
+            }
+            _ => {
+                let mut out = Vec::new();
+                record::push_unknown_type(&mut out, kind);
+                self.send(out, false).await
+            }
+        }
+    }
+
+    async fn on_management(&mut self, kind: u8, content: &[u8]) -> Result<(), Stop> {
+        let mut out = Vec::new();
+        if kind == record::GET_VALUES {
+            let asked = pairs::decode(content).map_err(Stop::Malformed)?;
+            let mut body = Vec::new();
+            for (name, _) in asked {
+                if let Some(value) = self.config.value(name) {
+                    pairs::encode(&mut body, name, value.as_bytes());
+                }
+            }
+            record::push(&mut out, record::GET_VALUES_RESULT, 0, &body);
+        } else {
+            record::push_unknown_type(&mut out, kind);
+        }
+        self.send(out, false).await
+    }
+
+    async fn on_begin(&mut self, id: u16, content: &[u8]) -> Result<(), Stop> {
+        let begin = BeginRequest::parse(content).map_err(Stop::Malformed)?;
+        if self.incoming.contains_key(&id) || self.active.contains(id) {
+            // Spec §3.3: a BEGIN_REQUEST for an active id is a web-server bug; ignoring it
+            // keeps the running request intact.
+            log::warn!("conn {}: BEGIN_REQUEST for active request {id} ignored", self.conn_id);
+            return Ok(());
+        }
+        let refuse = if begin.role != record::ROLE_RESPONDER {
+            Some(record::UNKNOWN_ROLE)
+        } else if self.incoming.len() + self.active.len() >= self.config.max_requests_per_conn {
+            Some(record::OVERLOADED)
+        } else {
+            None
+        };
+        if let Some(status) = refuse {
+            log::info!("conn {}: request {id} refused (role {}, status {status})", self.conn_id, begin.role);
+            let mut out = Vec::new();
+            record::push_end_request(&mut out, id, 0, status);
+            return self.send(out, !begin.keep_conn).await;
+        }
+        self.incoming.insert(
+            id,
+            Incoming { keep_conn: begin.keep_conn, params: Vec::new(), params_done: false, body: Vec::new() },
+        );
+        Ok(())
+    }
+
+    async fn on_abort(&mut self, id: u16) -> Result<(), Stop> {
+        if let Some(req) = self.incoming.remove(&id) {
+            // Not handed to a handler yet: end it here (spec §5.4).
+            log::info!("conn {}: request {id} aborted before its handler started", self.conn_id);
+            let mut out = Vec::new();
+            record::push_end_request(&mut out, id, 0, record::REQUEST_COMPLETE);
+            return self.send(out, !req.keep_conn).await;
+        }
+        if self.active.abort(id) {
+            log::info!("conn {}: request {id} aborted by the web server", self.conn_id);
+        }
+        Ok(())
+    }
+
+    async fn on_params(&mut self, id: u16, content: &[u8]) -> Result<(), Stop> {
+        let Some(req) = self.incoming.get_mut(&id) else {
+            return Ok(());
+        };
+        if req.params_done {
+            return Ok(());
+        }
+        if content.is_empty() {
+            req.params_done = true;
+            // Decode now to fail early on malformed pairs and to check CONTENT_LENGTH before
+            // the body arrives.
+            let declared = match pairs::decode(&req.params) {
+                Ok(p) => p
+                    .iter()
+                    .find(|(n, _)| *n == b"CONTENT_LENGTH")
+                    .and_then(|(_, v)| std::str::from_utf8(v).ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok()),
+                Err(e) => return Err(Stop::Malformed(e)),
+            };
+            if declared.is_some_and(|n| n > self.config.max_body_bytes as u64) {
+                return self.refuse_too_large(id, 413).await;
+            }
+            return Ok(());
+        }
+        if req.params.len() + content.len() > self.config.max_params_bytes {
+            return self.refuse_too_large(id, 431).await;
+        }
+        req.params.extend_from_slice(content);
+        Ok(())
+    }
+
+    async fn on_stdin(&mut self, id: u16, content: &[u8]) -> Result<(), Stop> {
+        let Some(req) = self.incoming.get_mut(&id) else {
+            return Ok(());
+        };
+        if !req.params_done {
+            return Err(Stop::Malformed(ProtocolError::StdinBeforeParams(id)));
+        }
+        if !content.is_empty() {
+            if req.body.len() + content.len() > self.config.max_body_bytes {
+                return self.refuse_too_large(id, 413).await;
+            }
+            req.body.extend_from_slice(content);
+            return Ok(());
+        }
+        let Some(req) = self.incoming.remove(&id) else {
+            return Ok(());
+        };
+        let params = match pairs::decode(&req.params) {
+            Ok(p) => p.into_iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect(),
+            Err(e) => return Err(Stop::Malformed(e)),
+        };
+        let (abort_tx, abort_rx) = watch::channel(false);
+        self.active.insert(id, abort_tx);
+        let request = Request::new(id, params, req.body, Abort::new(abort_rx));
+        let response = Response::new(id, req.keep_conn, self.tx.clone(), self.active.clone());
+        let handler = self.handler.clone();
+        tokio::spawn(async move { handler.handle(request, response).await });
+        Ok(())
+    }
+
+    /// Answers a request that is over a size limit with a plain error page and END_REQUEST,
+    /// then reads and discards the rest of its streams before closing (issue #2: "413, then
+    /// close"); discarding first lets the web server finish writing and read the answer.
+    async fn refuse_too_large(&mut self, id: u16, status: u16) -> Result<(), Stop> {
+        log::warn!("conn {}: request {id} over the size limit, answering {status}", self.conn_id);
+        self.incoming.remove(&id);
+        let page = if status == 431 {
+            "Status: 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n\r\nRequest header fields too large\n"
+        } else {
+            "Status: 413 Content Too Large\r\nContent-Type: text/plain\r\n\r\nRequest body too large\n"
+        };
+        let mut out = Vec::new();
+        record::push_stream(&mut out, record::STDOUT, id, page.as_bytes());
+        record::push(&mut out, record::STDOUT, id, b"");
+        record::push_end_request(&mut out, id, 0, record::REQUEST_COMPLETE);
+        // Not closing via the writer: the reader still drains; it closes when done.
+        self.send(out, false).await?;
+        self.reject_drain = Some((id, 0));
+        Ok(())
+    }
+
+    async fn send(&self, bytes: Vec<u8>, close: bool) -> Result<(), Stop> {
+        self.tx.send(Out { bytes, close }).await.map_err(|_| Stop::Closed)
+    }
+}
+
+/// Writes queued responses in order, coalescing what is queued into one write; closes the
+/// connection after an END_REQUEST without KEEP_CONN, on a write error or a write timeout.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut rx: mpsc::Receiver<Out>,
+    closed: Arc<Closed>,
+    timeout: Duration,
+    conn_id: u64,
+) {
+    let mut batch: Vec<u8> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        let mut close = first.close;
+        batch.extend_from_slice(&first.bytes);
+        while !close && batch.len() < 256 * 1024 {
+            match rx.try_recv() {
+                Ok(more) => {
+                    close = more.close;
+                    batch.extend_from_slice(&more.bytes);
+                }
+                Err(_) => break,
+            }
+        }
+        match tokio::time::timeout(timeout, writer.write_all(&batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                log::debug!("conn {conn_id}: write failed: {e}");
+                break;
+            }
+            Err(_) => {
+                log::warn!("conn {conn_id}: write timed out after {timeout:?}");
+                break;
+            }
+        }
+        if close {
+            let _ = tokio::time::timeout(timeout, writer.shutdown()).await;
+            break;
+        }
+    }
+    closed.close();
+    // Later responses of this connection fail with Error::Closed instead of queueing.
+    rx.close();
+}

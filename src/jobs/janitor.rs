@@ -1,0 +1,165 @@
+//! The janitor: on start and then every `janitor_interval`, looks at every record in the store
+//! and (a) starts here any unfinished job nobody holds a claim on — its worker died, or never
+//! started it — unless it already failed `max_attempts` times; (b) removes finished jobs older
+//! than `retention`, PDF included.
+//!
+//! Store I/O is blocking, so each sweep runs on a blocking thread; the loop itself only waits.
+
+use std::pin::pin;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use tokio::time::MissedTickBehavior;
+
+use super::job::now_ms;
+use super::runner::{Inner, Pending, Runner};
+use super::{Job, JobId, StoreError};
+
+/// `tokio::time::interval` panics on a zero period; a misconfigured zero means "often".
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+impl Runner {
+    /// Runs the janitor until `shutdown` resolves or the runner drains. The first sweep runs at
+    /// once, which is how jobs interrupted by a restart are resumed.
+    pub async fn run_janitor(&self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = pin!(shutdown);
+        let mut closing = self.inner.closing_watch();
+        let mut ticks = tokio::time::interval(self.inner.config.janitor_interval.max(MIN_INTERVAL));
+        // After a slow sweep, wait a full interval rather than sweeping again at once.
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                _ = closing.wait_for(|c| *c) => break,
+                _ = ticks.tick() => {}
+            }
+            let inner = Arc::clone(&self.inner);
+            match tokio::task::spawn_blocking(move || inner.sweep()).await {
+                Ok(found) => {
+                    for pending in found {
+                        self.start(pending);
+                    }
+                }
+                Err(e) => log::error!("janitor: sweep ended abnormally: {e}"),
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// One pass over the store. Returns the jobs it claimed and that should start here.
+    pub(super) fn sweep(self: &Arc<Self>) -> Vec<Pending> {
+        let ids = match self.store.scan() {
+            Ok(ids) => ids,
+            Err(e) => {
+                log::error!("janitor: {e}");
+                return Vec::new();
+            }
+        };
+        // Forget corrupt records that are gone, so the set cannot grow without bound.
+        self.corrupt_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|id| ids.binary_search(id).is_ok());
+        let now = now_ms();
+        let mut found = Vec::new();
+        for id in ids {
+            if self.is_closing() {
+                break;
+            }
+            if self.is_live(id) {
+                continue;
+            }
+            match self.look_at(id, now) {
+                Ok(Some(pending)) => found.push(pending),
+                Ok(None) => {}
+                Err(e) => log::error!("job {id}: janitor: {e}"),
+            }
+        }
+        found
+    }
+
+    fn look_at(self: &Arc<Self>, id: JobId, now: u64) -> Result<Option<Pending>, StoreError> {
+        let Some(job) = self.load_reporting_corrupt(id)? else {
+            return Ok(None);
+        };
+        if job.state.is_final() {
+            self.expire_if_old(&job, now)?;
+            return Ok(None);
+        }
+        let Some(claim) = self.store.claim(id)? else {
+            // Its worker is alive and on it.
+            return Ok(None);
+        };
+        // Its worker may have finished it and let go between our load and our claim.
+        let Some(mut job) = self.load_reporting_corrupt(id)? else {
+            return Ok(None);
+        };
+        if job.state.is_final() {
+            return Ok(None);
+        }
+        let max = self.config.max_attempts;
+        if job.attempts >= max {
+            job.fail(&format!(
+                "the render failed repeatedly ({} attempts) and was given up; try fewer rows",
+                job.attempts
+            ));
+            self.store.save(&job)?;
+            log::warn!(
+                "job {id}: failed, its render was started {} times",
+                job.attempts
+            );
+            return Ok(None);
+        }
+        let pages = (self.estimate)(&job.params);
+        let Some(slot) = self.reserve(id, pages) else {
+            // Queue full here: the claim drops, another worker (or a later sweep) takes it.
+            return Ok(None);
+        };
+        log::info!(
+            "job {id}: recovered ({}, {} attempts so far)",
+            job.state,
+            job.attempts
+        );
+        Ok(Some(Pending { job, claim, slot }))
+    }
+
+    fn expire_if_old(&self, job: &Job, now: u64) -> Result<(), StoreError> {
+        let retention = u64::try_from(self.config.retention.as_millis()).unwrap_or(u64::MAX);
+        let finished = job.finished_ms.unwrap_or(job.created_ms);
+        if now.saturating_sub(finished) < retention {
+            return Ok(());
+        }
+        // Whoever holds the claim may still be writing the record; a final job's claim is only
+        // held for moments, so skipping it costs one interval.
+        if let Some(claim) = self.store.claim(job.id)? {
+            self.store.remove(job.id)?;
+            drop(claim);
+            log::info!("job {}: expired, removed", job.id);
+        }
+        Ok(())
+    }
+
+    /// Loads a record; a corrupt one is logged the first time it is seen and then skipped.
+    fn load_reporting_corrupt(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        match self.store.load(id) {
+            Err(e @ StoreError::Corrupt { .. }) => {
+                let first = self
+                    .corrupt_seen
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(id);
+                if first {
+                    log::error!("job {id}: skipped by the janitor: {e}");
+                }
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "janitor_tests.rs"]
+mod tests;

@@ -1,0 +1,362 @@
+//! Janitor tests: recovery of orphaned jobs, the attempt limit, expiry, corrupt records.
+
+use std::fs;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::jobs::job::tests::params;
+use crate::jobs::runner::tests::{
+    Event, Gate, config, gated_render, pages_render, runner, wait_final,
+};
+use crate::jobs::test_util::TempDir;
+use crate::jobs::{RenderFn, RenderOutcome, RunnerConfig, State, Store};
+
+const HOUR_MS: u64 = 60 * 60 * 1000;
+
+/// Writes a record as a worker that died mid-render would have left it.
+fn orphan(store: &Store, title: &str, attempts: u32) -> Job {
+    let job = Job {
+        state: if attempts > 0 {
+            State::Running
+        } else {
+            State::Queued
+        },
+        attempts,
+        started_ms: (attempts > 0).then(now_ms),
+        ..Job::new(params(title, 3), 3)
+    };
+    store.create(&job).expect("create");
+    if attempts > 0 {
+        fs::write(store.pdf_tmp_path(job.id), b"%PDF half").expect("leftover tmp");
+    }
+    job
+}
+
+fn finished(store: &Store, state: State, age_ms: u64) -> Job {
+    let mut job = Job::new(params("old", 1), 1);
+    job.state = state;
+    job.finished_ms = Some(now_ms() - age_ms);
+    if state == State::Done {
+        job.size_bytes = Some(4);
+        fs::write(store.pdf_path(job.id), b"%PDF").expect("pdf");
+    } else {
+        job.error = Some("it broke".into());
+    }
+    store.create(&job).expect("create");
+    job
+}
+
+/// Counts renders, so tests can say "never rendered".
+fn counted(render: RenderFn) -> (RenderFn, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    let wrapped: RenderFn = Arc::new(move |p, progress, out| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        render(p, progress, out)
+    });
+    (wrapped, count)
+}
+
+#[tokio::test]
+async fn a_job_whose_worker_died_is_picked_up_once_its_claim_is_free() {
+    let dir = TempDir::new();
+    // "Process A": its store, its claim, a half-done job.
+    let store_a = Store::open(&dir.0).expect("store a");
+    let job = orphan(&store_a, "orphan", 1);
+    let claim_a = store_a.claim(job.id).expect("claim").expect("free");
+
+    // "Process B" on the same data dir.
+    let (render, renders) = counted(pages_render());
+    let runner_b = runner(&dir, render, config());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let janitor = tokio::spawn({
+        let runner_b = runner_b.clone();
+        async move {
+            runner_b
+                .run_janitor(async { stopped.await.unwrap_or(()) })
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(renders.load(Ordering::SeqCst), 0, "A still holds the claim");
+    assert_eq!(
+        store_a.load(job.id).expect("load"),
+        Some(job.clone()),
+        "untouched"
+    );
+
+    drop(claim_a); // A dies: the kernel drops its flock.
+    let done = wait_final(runner_b.store(), job.id).await;
+    assert_eq!(done.state, State::Done, "{done:?}");
+    assert_eq!(done.attempts, 2);
+    assert_eq!(
+        fs::read_to_string(runner_b.store().pdf_path(job.id)).expect("pdf"),
+        "page 1\npage 2\npage 3\n"
+    );
+    assert!(
+        !runner_b.store().pdf_tmp_path(job.id).exists(),
+        "A's leftover replaced and renamed"
+    );
+    assert_eq!(renders.load(Ordering::SeqCst), 1);
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(5), janitor)
+        .await
+        .expect("janitor stops")
+        .expect("join");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_sweep_runs_at_start() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).expect("store");
+    let job = orphan(&store, "left by a restart", 0);
+    let runner = runner(
+        &dir,
+        pages_render(),
+        RunnerConfig {
+            janitor_interval: Duration::from_secs(3600),
+            ..config()
+        },
+    );
+    let janitor = tokio::spawn({
+        let runner = runner.clone();
+        async move { runner.run_janitor(std::future::pending()).await }
+    });
+    assert_eq!(wait_final(&store, job.id).await.state, State::Done);
+    runner.drain(Duration::from_secs(1)).await;
+    tokio::time::timeout(Duration::from_secs(5), janitor)
+        .await
+        .expect("drain stops the janitor")
+        .expect("join");
+}
+
+#[test]
+fn two_workers_sweeping_at_once_start_an_orphan_only_once() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).expect("store");
+    let job = orphan(&store, "contested", 1);
+    let a = runner(&dir, pages_render(), config());
+    let b = runner(&dir, pages_render(), config());
+    let found_a = a.inner.sweep();
+    let found_b = b.inner.sweep();
+    assert_eq!(
+        found_a.iter().map(Pending::id).collect::<Vec<_>>(),
+        vec![job.id]
+    );
+    assert!(
+        found_b.is_empty(),
+        "B must not get a job A holds: {found_b:?}"
+    );
+    drop(found_a);
+    let found_b = b.inner.sweep();
+    assert_eq!(found_b.len(), 1, "free again once A lets go");
+}
+
+#[test]
+fn a_job_started_too_often_is_failed_not_retried() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).expect("store");
+    let cases = [(2, false), (3, true), (7, true)];
+    let jobs: Vec<(Job, bool)> = cases
+        .iter()
+        .map(|&(n, fail)| (orphan(&store, "poison", n), fail))
+        .collect();
+    let (render, renders) = counted(pages_render());
+    let runner = runner(
+        &dir,
+        render,
+        RunnerConfig {
+            max_attempts: 3,
+            ..config()
+        },
+    );
+    let found: Vec<JobId> = runner.inner.sweep().iter().map(Pending::id).collect();
+    for (job, fail) in jobs {
+        let now = store.load(job.id).expect("load").expect("record");
+        if fail {
+            assert_eq!(now.state, State::Failed, "{now:?}");
+            let error = now.error.expect("message");
+            assert!(error.contains("failed repeatedly"), "{error}");
+            assert!(now.finished_ms.is_some());
+            assert!(!found.contains(&job.id));
+        } else {
+            assert_eq!(now.state, State::Running, "left for a retry");
+            assert!(found.contains(&job.id));
+        }
+    }
+    assert_eq!(renders.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn old_finished_jobs_expire_and_everything_else_stays() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).expect("store");
+    let runner = runner(
+        &dir,
+        pages_render(),
+        RunnerConfig {
+            retention: Duration::from_secs(24 * 3600),
+            ..config()
+        },
+    );
+    // (job, expected to be removed)
+    let cases = [
+        (finished(&store, State::Done, 25 * HOUR_MS), true),
+        (finished(&store, State::Failed, 25 * HOUR_MS), true),
+        (finished(&store, State::Done, HOUR_MS), false),
+        (finished(&store, State::Failed, 0), false),
+    ];
+    let held = finished(&store, State::Done, 48 * HOUR_MS);
+    let claim = store.claim(held.id).expect("claim").expect("free");
+    let found = runner.inner.sweep();
+    assert!(found.is_empty());
+    for (job, removed) in &cases {
+        assert_eq!(
+            store.load(job.id).expect("load").is_none(),
+            *removed,
+            "{:?} {:?}",
+            job.state,
+            job.finished_ms
+        );
+        if job.state == State::Done {
+            assert_eq!(store.pdf_path(job.id).exists(), !removed);
+        }
+    }
+    assert!(
+        store.load(held.id).expect("load").is_some(),
+        "skipped while someone holds it"
+    );
+    drop(claim);
+    runner.inner.sweep();
+    assert!(
+        store.load(held.id).expect("load").is_none(),
+        "removed on a later sweep"
+    );
+}
+
+#[test]
+fn corrupt_records_are_reported_once_and_skipped() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).expect("store");
+    let bad = JobId::new();
+    let jobs_dir = store
+        .pdf_path(bad)
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("data dir")
+        .join("jobs");
+    fs::write(jobs_dir.join(format!("{bad}.json")), b"{ not json").expect("write");
+    let good = orphan(&store, "fine", 0);
+    let runner = runner(&dir, pages_render(), config());
+    let found: Vec<JobId> = runner.inner.sweep().iter().map(Pending::id).collect();
+    assert_eq!(found, vec![good.id], "the good job is still found");
+    assert!(
+        runner
+            .inner
+            .corrupt_seen
+            .lock()
+            .expect("set")
+            .contains(&bad)
+    );
+    runner.inner.sweep();
+    assert_eq!(runner.inner.corrupt_seen.lock().expect("set").len(), 1);
+    fs::remove_file(jobs_dir.join(format!("{bad}.json"))).expect("remove");
+    runner.inner.sweep();
+    assert!(
+        runner.inner.corrupt_seen.lock().expect("set").is_empty(),
+        "forgotten once gone"
+    );
+}
+
+#[tokio::test]
+async fn the_janitor_respects_the_queue_limit() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).expect("store");
+    let first = orphan(&store, "first", 0);
+    let second = orphan(&store, "second", 0);
+    let gate = Gate::default();
+    let (render, mut events) = gated_render(gate.clone());
+    let runner = runner(
+        &dir,
+        render,
+        RunnerConfig {
+            queue_limit: 1,
+            ..config()
+        },
+    );
+    let found = runner.inner.sweep();
+    assert_eq!(found.len(), 1, "one place in the queue");
+    let taken = found[0].id();
+    let other = if taken == first.id {
+        second.id
+    } else {
+        first.id
+    };
+    assert!(
+        store.claim(other).expect("claim").is_some(),
+        "the other is left free for other workers"
+    );
+    for pending in found {
+        runner.start(pending);
+    }
+    let title = match events.recv().await {
+        Some(Event::Started(title)) => title,
+        other => panic!("expected a start, got {other:?}"),
+    };
+    assert!(runner.inner.sweep().is_empty(), "still full");
+    gate.open(&title);
+    assert_eq!(wait_final(&store, taken).await.state, State::Done);
+    super::super::runner::tests::wait_until("the place frees", || runner.progress(taken).is_none())
+        .await;
+    let found: Vec<JobId> = runner.inner.sweep().iter().map(Pending::id).collect();
+    assert_eq!(found, vec![other]);
+}
+
+#[tokio::test]
+async fn a_ready_shutdown_ends_the_janitor() {
+    let dir = TempDir::new();
+    let runner = runner(&dir, pages_render(), config());
+    tokio::time::timeout(Duration::from_secs(5), runner.run_janitor(async {}))
+        .await
+        .expect("returns when shutdown fires");
+}
+
+#[test]
+fn recovered_jobs_over_this_workers_limits_fail_instead_of_running() {
+    // A record written by a worker with a larger page cap.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let dir = TempDir::new();
+        let store = Store::open(&dir.0).expect("store");
+        let big = Job::new(params("huge", 500), 500);
+        store.create(&big).expect("create");
+        let render: RenderFn = Arc::new(|_, _, _| Ok(RenderOutcome { pages: 1 }));
+        let (render, renders) = counted(render);
+        let runner = runner(
+            &dir,
+            render,
+            RunnerConfig {
+                max_pages: 100,
+                ..config()
+            },
+        );
+        for pending in runner.inner.sweep() {
+            runner.start(pending);
+        }
+        let job = wait_final(&store, big.id).await;
+        assert_eq!(job.state, State::Failed);
+        assert!(
+            job.error.as_deref().unwrap_or("").contains("at most 100"),
+            "{job:?}"
+        );
+        assert_eq!(renders.load(Ordering::SeqCst), 0);
+    });
+}

@@ -1,0 +1,26 @@
+//! Jobs: ids, durable job records, claims, and the runner that renders them.
+//!
+//! Owns everything under `<data>/jobs/` and `<data>/files/`: one JSON record per job written
+//! atomically (tmp + fsync + rename + fsync dir), an flock per job so that exactly one render of
+//! a job runs at a time across all worker processes, the finished PDFs, and the janitor that
+//! recovers jobs whose worker died and expires old ones. The record on disk is the truth; the
+//! in-memory progress map only makes the status page cheap.
+//!
+//! Must not depend on: `web`, `fastcgi`, or how a PDF is drawn. The render and page-estimate
+//! functions are handed in by `main` (`RenderFn`, `EstimateFn`); from `pdf` only the plain data
+//! types `Paper` and `Orientation` are used.
+
+mod id;
+mod janitor;
+mod job;
+mod runner;
+mod store;
+#[cfg(test)]
+mod test_util;
+
+pub use id::{InvalidJobId, JobId};
+pub use job::{Job, MAX_ERROR_CHARS, MAX_TITLE_CHARS, Params, State};
+pub use runner::{
+    EstimateFn, Pending, Progress, RenderFn, RenderOutcome, Runner, RunnerConfig, SubmitError,
+};
+pub use store::{Claim, Store, StoreError};

@@ -1,0 +1,811 @@
+//! The runner: admits jobs (page cap, memory budget, queue limit), runs each render on a
+//! blocking thread under a slot and a memory reservation, publishes the PDF, records the end,
+//! and drains on shutdown. The janitor (`janitor.rs`) feeds it jobs found on disk.
+//!
+//! Concurrency rules: the live map is behind a std `Mutex` that is only held for map
+//! operations, never across an `.await` or a render; renders report progress through atomics,
+//! so `progress()` never waits on one.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::fs::{self, File};
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
+
+use super::job::now_ms;
+use super::{Claim, Job, JobId, Params, State, Store, StoreError};
+
+/// Draws a PDF: `(params, progress, out)`. Runs on a blocking thread. `progress(done, total)`
+/// returns `false` when the render must stop (deadline or shutdown); the render should then
+/// return `Err` soon. The `String` error is shown to the user, so it should be readable.
+pub type RenderFn = Arc<
+    dyn Fn(&Params, &mut dyn FnMut(u32, u32) -> bool, &mut File) -> Result<RenderOutcome, String>
+        + Send
+        + Sync,
+>;
+
+/// What a successful render reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RenderOutcome {
+    pub pages: u32,
+}
+
+/// How many pages a job will have, computed cheaply (no rendering).
+pub type EstimateFn = Arc<dyn Fn(&Params) -> u32 + Send + Sync>;
+
+/// Limits of one runner. All of them are per process.
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// Renders at once.
+    pub slots: usize,
+    /// Jobs queued or running in this process; more are refused with `SubmitError::Busy`.
+    pub queue_limit: usize,
+    /// Pages a job may have; more are refused with `SubmitError::TooManyPages`.
+    pub max_pages: u32,
+    /// Bytes all running renders may use together, by estimate.
+    pub memory_budget: u64,
+    /// Memory estimate per page (printpdf keeps the whole document in memory).
+    pub bytes_per_page: u64,
+    /// A render still running after this long is stopped and its job failed.
+    pub render_deadline: Duration,
+    /// A job whose render was started this many times without ending is failed, not retried:
+    /// it probably kills its worker.
+    pub max_attempts: u32,
+    /// How often the janitor looks at the store.
+    pub janitor_interval: Duration,
+    /// How long finished and failed jobs and their PDFs are kept.
+    pub retention: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> RunnerConfig {
+        RunnerConfig {
+            slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            queue_limit: 64,
+            max_pages: 5_000,
+            memory_budget: 2 * 1024 * 1024 * 1024,
+            bytes_per_page: 110 * 1024,
+            render_deadline: Duration::from_secs(30 * 60),
+            max_attempts: 3,
+            janitor_interval: Duration::from_secs(5),
+            retention: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+/// Why a job was not accepted.
+#[derive(Debug)]
+pub enum SubmitError {
+    /// The parameters break a limit every job must respect (e.g. the title is too long).
+    Invalid { reason: String },
+    /// The job would have more pages than allowed.
+    TooManyPages { pages: u32, max: u32 },
+    /// The job alone would need more memory than the whole budget.
+    TooLarge { pages: u32, bytes: u64, budget: u64 },
+    /// The queue is full (or the process is shutting down); try again later.
+    Busy { retry_after: Duration },
+    /// The job could not be recorded.
+    Store(StoreError),
+}
+
+impl fmt::Display for SubmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubmitError::Invalid { reason } => f.write_str(reason),
+            SubmitError::TooManyPages { pages, max } => {
+                write!(
+                    f,
+                    "the report would have {pages} pages; at most {max} are allowed"
+                )
+            }
+            SubmitError::TooLarge {
+                pages,
+                bytes,
+                budget,
+            } => write!(
+                f,
+                "the report would have {pages} pages and need about {} MiB; at most {} MiB are available",
+                bytes.div_ceil(MIB),
+                budget / MIB
+            ),
+            SubmitError::Busy { retry_after } => write!(
+                f,
+                "too many reports are being made right now; try again in {}",
+                human(*retry_after)
+            ),
+            SubmitError::Store(e) => write!(f, "the job could not be recorded: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SubmitError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SubmitError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for SubmitError {
+    fn from(e: StoreError) -> SubmitError {
+        SubmitError::Store(e)
+    }
+}
+
+/// Live view of a job this process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub state: State,
+    pub pages_done: u32,
+    pub pages_total: u32,
+}
+
+/// A job that is durably recorded and claimed by this process but not started yet. Hand it to
+/// `Runner::start`; dropping it instead releases the claim and leaves the job queued on disk
+/// for the janitor (of any process) to start.
+pub struct Pending {
+    pub(super) job: Job,
+    pub(super) claim: Claim,
+    pub(super) slot: Reservation,
+}
+
+impl Pending {
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.job.id
+    }
+
+    /// The job as recorded.
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("id", &self.job.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Renders jobs in this process. Cheap to clone; clones share limits and state.
+#[derive(Clone)]
+pub struct Runner {
+    pub(super) inner: Arc<Inner>,
+}
+
+/// What `Busy` suggests: long enough for a few renders to finish, short enough for a person.
+const BUSY_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// Progress is written to the record at most this often, so other processes can show it.
+const PERSIST_EVERY: Duration = Duration::from_secs(1);
+/// The memory semaphore counts KiB: `acquire_many` takes a `u32`, and bytes would cap the
+/// budget at 4 GiB.
+const MEMORY_UNIT: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+
+pub(super) struct Inner {
+    pub(super) store: Store,
+    render: RenderFn,
+    pub(super) estimate: EstimateFn,
+    pub(super) config: RunnerConfig,
+    slots: Semaphore,
+    memory: Semaphore,
+    memory_units: u64,
+    /// Jobs queued or running in this process, by id. Its size is what `queue_limit` bounds.
+    live: Mutex<HashMap<JobId, Arc<Live>>>,
+    /// Becomes `true` once, when `drain` begins.
+    closing: watch::Sender<bool>,
+    /// Job tasks spawned by `start` that have not ended.
+    tasks: AtomicUsize,
+    tasks_done: Notify,
+    /// Corrupt records the janitor has already reported.
+    pub(super) corrupt_seen: Mutex<HashSet<JobId>>,
+}
+
+/// Shared between a render thread (writer) and `progress()` (reader).
+#[derive(Debug)]
+pub(super) struct Live {
+    state: AtomicU8,
+    pages_done: AtomicU32,
+    pages_total: AtomicU32,
+    stop: AtomicU8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StopReason {
+    Deadline = 1,
+    Shutdown = 2,
+}
+
+const GO: u8 = 0;
+
+impl Live {
+    fn new(pages_total: u32) -> Live {
+        Live {
+            state: AtomicU8::new(state_code(State::Queued)),
+            pages_done: AtomicU32::new(0),
+            pages_total: AtomicU32::new(pages_total),
+            stop: AtomicU8::new(GO),
+        }
+    }
+
+    fn set_state(&self, state: State) {
+        self.state.store(state_code(state), Ordering::Release);
+    }
+
+    fn set_pages(&self, done: u32, total: u32) {
+        self.pages_done.store(done, Ordering::Relaxed);
+        self.pages_total.store(total, Ordering::Relaxed);
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            state: state_from_code(self.state.load(Ordering::Acquire)),
+            pages_done: self.pages_done.load(Ordering::Relaxed),
+            pages_total: self.pages_total.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Asks the render to stop. The first reason wins; returns whether this one did.
+    fn request_stop(&self, reason: StopReason) -> bool {
+        self.stop
+            .compare_exchange(GO, reason as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    fn stop_reason(&self) -> Option<StopReason> {
+        match self.stop.load(Ordering::Acquire) {
+            1 => Some(StopReason::Deadline),
+            2 => Some(StopReason::Shutdown),
+            _ => None,
+        }
+    }
+}
+
+fn state_code(state: State) -> u8 {
+    match state {
+        State::Queued => 0,
+        State::Running => 1,
+        State::Done => 2,
+        State::Failed => 3,
+    }
+}
+
+fn state_from_code(code: u8) -> State {
+    match code {
+        1 => State::Running,
+        2 => State::Done,
+        3 => State::Failed,
+        _ => State::Queued,
+    }
+}
+
+/// A place in this process's queue; gives it back on drop.
+pub(super) struct Reservation {
+    inner: Arc<Inner>,
+    id: JobId,
+    live: Arc<Live>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.inner.live_map().remove(&self.id);
+    }
+}
+
+/// Counts a spawned job task; `drain` waits until none is left.
+struct TaskGuard(Arc<Inner>);
+
+impl TaskGuard {
+    fn new(inner: Arc<Inner>) -> TaskGuard {
+        inner.tasks.fetch_add(1, Ordering::SeqCst);
+        TaskGuard(inner)
+    }
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.0.tasks.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.tasks_done.notify_waiters();
+        }
+    }
+}
+
+impl Runner {
+    /// A runner over `store` with the given render and estimate functions.
+    pub fn new(
+        store: Store,
+        render: RenderFn,
+        estimate: EstimateFn,
+        config: RunnerConfig,
+    ) -> Runner {
+        let memory_units = (config.memory_budget / MEMORY_UNIT).min(Semaphore::MAX_PERMITS as u64);
+        let inner = Inner {
+            store,
+            render,
+            estimate,
+            slots: Semaphore::new(config.slots.max(1)),
+            // Cannot truncate: capped at MAX_PERMITS, which is a usize, just above.
+            memory: Semaphore::new(usize::try_from(memory_units).unwrap_or(Semaphore::MAX_PERMITS)),
+            memory_units,
+            config,
+            live: Mutex::new(HashMap::new()),
+            closing: watch::Sender::new(false),
+            tasks: AtomicUsize::new(0),
+            tasks_done: Notify::new(),
+            corrupt_seen: Mutex::new(HashSet::new()),
+        };
+        Runner {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The store this runner records jobs in.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Checks the job against the limits, records it durably as queued and claims it. Does not
+    /// wait for anything but the record's fsync.
+    ///
+    /// # Errors
+    /// `Invalid`, `TooManyPages`, `TooLarge` for jobs that will never be accepted; `Busy` when
+    /// the queue is full or the process is shutting down; `Store` if the record cannot be
+    /// written.
+    pub fn enqueue(&self, params: Params) -> Result<Pending, SubmitError> {
+        params
+            .validate()
+            .map_err(|reason| SubmitError::Invalid { reason })?;
+        let pages = (self.inner.estimate)(&params);
+        self.inner.check_size(pages)?;
+        let job = Job::new(params, pages);
+        let id = job.id;
+        let slot = self.inner.reserve(id, pages).ok_or(SubmitError::Busy {
+            retry_after: BUSY_RETRY_AFTER,
+        })?;
+        // Claim before the record exists: once it does, any janitor may try to take the job.
+        let claim = match self.inner.store.claim(id)? {
+            Some(claim) => claim,
+            None => {
+                return Err(StoreError::Io {
+                    path: self.inner.store.pdf_path(id),
+                    source: io::Error::new(io::ErrorKind::WouldBlock, "a new job's lock is held"),
+                }
+                .into());
+            }
+        };
+        if let Err(e) = self.inner.store.create(&job) {
+            let _ = self.inner.store.remove(id);
+            return Err(e.into());
+        }
+        log::info!("job {id}: queued, about {pages} pages");
+        Ok(Pending { job, claim, slot })
+    }
+
+    /// Starts rendering the job in this process: a task waits for a slot and for room in the
+    /// memory budget, then renders on a blocking thread. Returns at once. If the runner is
+    /// draining, the job is left queued on disk for another process.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start(&self, pending: Pending) {
+        if self.inner.is_closing() {
+            log::info!(
+                "job {}: not started, shutting down; left queued",
+                pending.id()
+            );
+            return;
+        }
+        let guard = TaskGuard::new(Arc::clone(&self.inner));
+        let inner = Arc::clone(&self.inner);
+        tokio::spawn(async move {
+            let _guard = guard;
+            inner.run(pending).await;
+        });
+    }
+
+    /// The job's live state if this process has it queued or running; `None` otherwise (the
+    /// record on disk is then the answer).
+    pub fn progress(&self, id: JobId) -> Option<Progress> {
+        let live = self.inner.live_map().get(&id).cloned()?;
+        Some(live.progress())
+    }
+
+    /// Stops starting renders, waits up to `grace` for running ones, then asks the rest to
+    /// stop. A render stopped this way goes back to `Queued` on disk with its claim released,
+    /// so the next process picks it up. Returns when every job task has ended — which relies
+    /// on renders calling `progress` now and then.
+    pub async fn drain(&self, grace: Duration) {
+        let inner = &self.inner;
+        inner.closing.send_replace(true);
+        let running = inner.tasks.load(Ordering::SeqCst);
+        if running > 0 {
+            log::info!(
+                "runner: draining, waiting up to {} for {running} jobs",
+                human(grace)
+            );
+        }
+        if tokio::time::timeout(grace, inner.all_done()).await.is_err() {
+            let live: Vec<Arc<Live>> = inner.live_map().values().cloned().collect();
+            let stopped = live
+                .iter()
+                .filter(|l| l.request_stop(StopReason::Shutdown))
+                .count();
+            log::warn!("runner: grace period over, stopping {stopped} renders; they stay queued");
+            inner.all_done().await;
+        }
+        log::info!("runner: drained");
+    }
+}
+
+impl Inner {
+    /// The live map, even if a thread panicked while holding it: every operation on it is a
+    /// single insert/remove/lookup, so it is never left half-changed.
+    pub(super) fn live_map(&self) -> MutexGuard<'_, HashMap<JobId, Arc<Live>>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn is_closing(&self) -> bool {
+        *self.closing.borrow()
+    }
+
+    pub(super) fn closing_watch(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    pub(super) fn is_live(&self, id: JobId) -> bool {
+        self.live_map().contains_key(&id)
+    }
+
+    fn memory_units_for(&self, pages: u32) -> u64 {
+        u64::from(pages)
+            .saturating_mul(self.config.bytes_per_page)
+            .div_ceil(MEMORY_UNIT)
+    }
+
+    /// Refuses jobs that can never run under this process's limits.
+    pub(super) fn check_size(&self, pages: u32) -> Result<(), SubmitError> {
+        let max = self.config.max_pages;
+        if pages > max {
+            return Err(SubmitError::TooManyPages { pages, max });
+        }
+        let units = self.memory_units_for(pages);
+        if units > self.memory_units || units > u64::from(u32::MAX) {
+            return Err(SubmitError::TooLarge {
+                pages,
+                bytes: u64::from(pages).saturating_mul(self.config.bytes_per_page),
+                budget: self.config.memory_budget,
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes a place in the queue for `id`; `None` if the queue is full, the runner is closing,
+    /// or the job is already live here.
+    pub(super) fn reserve(self: &Arc<Self>, id: JobId, pages_total: u32) -> Option<Reservation> {
+        let mut map = self.live_map();
+        if self.is_closing() || map.len() >= self.config.queue_limit || map.contains_key(&id) {
+            return None;
+        }
+        let live = Arc::new(Live::new(pages_total));
+        map.insert(id, Arc::clone(&live));
+        drop(map);
+        Some(Reservation {
+            inner: Arc::clone(self),
+            id,
+            live,
+        })
+    }
+
+    async fn all_done(&self) {
+        loop {
+            let mut notified = pin!(self.tasks_done.notified());
+            // Registered before the check, so a task ending in between still wakes us.
+            notified.as_mut().enable();
+            if self.tasks.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits for a slot, then for the job's share of the memory budget. Slot first: a task
+    /// holding a slot waits only for running renders to free memory, never the other way.
+    async fn admit(&self, pages: u32) -> (SemaphorePermit<'_>, SemaphorePermit<'_>) {
+        let slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the runner never closes its semaphores");
+        // `check_size` ran first, so this fits in a u32 and within the semaphore's permits.
+        let units = u32::try_from(self.memory_units_for(pages)).unwrap_or(u32::MAX);
+        let memory = self
+            .memory
+            .acquire_many(units)
+            .await
+            .expect("the runner never closes its semaphores");
+        (slot, memory)
+    }
+
+    /// One job from admission to its end. Runs as a task spawned by `start`.
+    async fn run(self: Arc<Self>, pending: Pending) {
+        let Pending { job, claim, slot } = pending;
+        let id = job.id;
+        // The estimate may differ from the one recorded: a recovered job was recorded by
+        // another process, perhaps under other limits.
+        let pages = (self.estimate)(&job.params);
+        slot.live.set_pages(0, pages);
+        let ctx = RunCtx {
+            store: self.store.clone(),
+            render: Arc::clone(&self.render),
+            job,
+            claim,
+            live: Arc::clone(&slot.live),
+            pages,
+            deadline: self.config.render_deadline,
+        };
+        if let Err(e) = self.check_size(pages) {
+            let message = e.to_string();
+            let _ = tokio::task::spawn_blocking(move || ctx.fail_now(&message)).await;
+            return;
+        }
+        let mut closing = self.closing.subscribe();
+        let admitted = tokio::select! {
+            biased;
+            _ = closing.wait_for(|c| *c) => None,
+            permits = self.admit(pages) => Some(permits),
+        };
+        // Checked again after admission: drain may have begun while we were waiting.
+        let Some(permits) = admitted.filter(|_| !self.is_closing()) else {
+            log::info!("job {id}: shutting down before it started; left queued");
+            return;
+        };
+        let live = Arc::clone(&slot.live);
+        let mut render = tokio::task::spawn_blocking(move || ctx.run());
+        let result = tokio::select! {
+            result = &mut render => result,
+            () = tokio::time::sleep(self.config.render_deadline) => {
+                if live.request_stop(StopReason::Deadline) {
+                    log::warn!("job {id}: past its deadline, asking the render to stop");
+                }
+                render.await
+            }
+        };
+        if let Err(e) = result {
+            // Render panics are caught inside; this is a bug in the runner itself.
+            log::error!("job {id}: render task ended abnormally: {e}");
+        }
+        drop(permits);
+        drop(slot);
+    }
+}
+
+/// Everything a render thread needs; owns the claim, so the claim lasts exactly as long as the
+/// thread works on the job.
+struct RunCtx {
+    store: Store,
+    render: RenderFn,
+    job: Job,
+    claim: Claim,
+    live: Arc<Live>,
+    pages: u32,
+    deadline: Duration,
+}
+
+/// How a render ended, when not with a published PDF.
+enum Ending {
+    Stopped(StopReason),
+    /// `user` goes into the record; `detail` into the log.
+    Failed {
+        user: String,
+        detail: String,
+    },
+}
+
+struct Published {
+    pages: u32,
+    size: u64,
+}
+
+impl RunCtx {
+    /// Marks the job running, renders, publishes, records the end. Blocking.
+    fn run(mut self) {
+        let id = self.job.id;
+        let job = &mut self.job;
+        job.state = State::Running;
+        job.attempts = job.attempts.saturating_add(1);
+        job.started_ms = Some(now_ms());
+        job.finished_ms = None;
+        job.pages_done = 0;
+        job.pages_total = self.pages;
+        job.size_bytes = None;
+        job.render_ms = None;
+        job.error = None;
+        // Counting the attempt on disk before rendering is what lets a worker that dies on
+        // this job be noticed (max_attempts).
+        if let Err(e) = self.store.save(job) {
+            log::error!("job {id}: could not mark it running, not rendering: {e}");
+            return;
+        }
+        self.live.set_state(State::Running);
+        log::info!(
+            "job {id}: started, attempt {}, about {} pages",
+            job.attempts,
+            self.pages
+        );
+        let started = Instant::now();
+        let ending = self.render_and_publish();
+        let elapsed = started.elapsed();
+        let job = &mut self.job;
+        match ending {
+            Ok(Published { pages, size }) => {
+                job.state = State::Done;
+                job.finished_ms = Some(now_ms());
+                job.pages_done = pages;
+                job.pages_total = pages;
+                job.size_bytes = Some(size);
+                job.render_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+                self.live.set_pages(pages, pages);
+                log::info!(
+                    "job {id}: done, {pages} pages, {size} bytes in {} ms",
+                    elapsed.as_millis()
+                );
+            }
+            Err(Ending::Stopped(StopReason::Shutdown)) => {
+                // A clean stop is not a crash: give the attempt back, or a few deploys during
+                // one long render would fail it as "failed repeatedly".
+                job.state = State::Queued;
+                job.attempts = job.attempts.saturating_sub(1);
+                job.started_ms = None;
+                job.pages_done = 0;
+                log::info!("job {id}: stopped by shutdown, back in the queue");
+            }
+            Err(Ending::Stopped(StopReason::Deadline)) => {
+                let limit = human(self.deadline);
+                log::warn!("job {id}: failed, still rendering after {limit}");
+                job.fail(&format!(
+                    "the PDF took longer than {limit} to make and was stopped; try fewer rows"
+                ));
+            }
+            Err(Ending::Failed { user, detail }) => {
+                log::warn!("job {id}: failed: {detail}");
+                job.fail(&user);
+            }
+        }
+        // The PDF is already in place, so a record saying done is never ahead of its file.
+        if let Err(e) = self.store.save(job) {
+            log::error!("job {id}: could not record the end of the render: {e}");
+        }
+        self.live.set_state(job.state);
+        drop(self.claim);
+    }
+
+    /// Records a job that cannot run here as failed (e.g. over this process's limits).
+    fn fail_now(mut self, message: &str) {
+        let id = self.job.id;
+        log::warn!("job {id}: failed before starting: {message}");
+        self.job.fail(message);
+        if let Err(e) = self.store.save(&self.job) {
+            log::error!("job {id}: could not record the failure: {e}");
+        }
+        self.live.set_state(State::Failed);
+    }
+
+    fn render_and_publish(&self) -> Result<Published, Ending> {
+        let tmp = self.store.pdf_tmp_path(self.job.id);
+        let result = self.render_to(&tmp);
+        if result.is_err() {
+            match fs::remove_file(&tmp) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!(
+                    "job {}: could not remove {}: {e}",
+                    self.job.id,
+                    tmp.display()
+                ),
+            }
+        }
+        result
+    }
+
+    fn render_to(&self, tmp: &Path) -> Result<Published, Ending> {
+        let id = self.job.id;
+        let io_failed = |path: &Path, e: io::Error| Ending::Failed {
+            user: "the PDF could not be saved on the server".to_owned(),
+            detail: StoreError::Io {
+                path: path.to_owned(),
+                source: e,
+            }
+            .to_string(),
+        };
+        let mut file = File::create(tmp).map_err(|e| io_failed(tmp, e))?;
+        let mut snapshot = self.job.clone();
+        let mut last_persist = Instant::now();
+        let mut progress = |done: u32, total: u32| -> bool {
+            self.live.set_pages(done, total);
+            if self.live.stop_reason().is_some() {
+                return false;
+            }
+            if last_persist.elapsed() >= PERSIST_EVERY {
+                last_persist = Instant::now();
+                snapshot.pages_done = done;
+                snapshot.pages_total = total;
+                if let Err(e) = self.store.save(&snapshot) {
+                    log::warn!("job {id}: could not record progress: {e}");
+                }
+            }
+            true
+        };
+        let rendered = panic::catch_unwind(AssertUnwindSafe(|| {
+            (self.render)(&self.job.params, &mut progress, &mut file)
+        }));
+        let outcome = match rendered {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(message)) => {
+                return Err(match self.live.stop_reason() {
+                    Some(reason) => Ending::Stopped(reason),
+                    None => Ending::Failed {
+                        user: format!("the PDF could not be made: {message}"),
+                        detail: message,
+                    },
+                });
+            }
+            Err(payload) => {
+                let detail = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                return Err(Ending::Failed {
+                    user: "the PDF could not be made: the renderer crashed".to_owned(),
+                    detail: format!("render panicked: {detail}"),
+                });
+            }
+        };
+        file.sync_all().map_err(|e| io_failed(tmp, e))?;
+        drop(file);
+        let pdf = self.store.pdf_path(id);
+        fs::rename(tmp, &pdf).map_err(|e| io_failed(&pdf, e))?;
+        self.store.sync_files_dir().map_err(|e| Ending::Failed {
+            user: "the PDF could not be saved on the server".to_owned(),
+            detail: e.to_string(),
+        })?;
+        let size = fs::metadata(&pdf).map_err(|e| io_failed(&pdf, e))?.len();
+        Ok(Published {
+            pages: outcome.pages,
+            size,
+        })
+    }
+}
+
+/// "30 minutes", "2 hours", "90 seconds", "250 milliseconds".
+pub(super) fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    let (n, unit) = if s == 0 {
+        (u64::try_from(d.as_millis()).unwrap_or(0), "millisecond")
+    } else if s.is_multiple_of(3600) {
+        (s / 3600, "hour")
+    } else if s.is_multiple_of(60) {
+        (s / 60, "minute")
+    } else {
+        (s, "second")
+    };
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
+#[cfg(test)]
+#[path = "runner_tests.rs"]
+pub(super) mod tests;

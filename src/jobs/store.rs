@@ -1,0 +1,452 @@
+//! `Store`: job records and finished PDFs under one data directory, and the claims that keep
+//! two renders of one job from running at once — across processes and within one.
+//!
+//! Layout:
+//! ```text
+//! <data>/jobs/<id>.json       the record (written as <id>.json.tmp, fsynced, renamed)
+//! <data>/jobs/<id>.lock       an empty file; an exclusive flock on it is the job's claim
+//! <data>/files/<id>.pdf       the finished PDF (written as <id>.pdf.tmp by the runner)
+//! ```
+//! Only one holder of a job's claim writes its record, so `<id>.json.tmp` needs no unique name.
+//!
+//! All I/O here is blocking; async callers run it in `spawn_blocking`.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::{Job, JobId};
+
+/// A store operation failed. Always names the file involved.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The file system refused.
+    Io { path: PathBuf, source: io::Error },
+    /// A record exists but cannot be one we wrote (unparsable, wrong id, out of limits).
+    Corrupt { path: PathBuf, reason: String },
+}
+
+impl StoreError {
+    fn io(path: &Path, source: io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            StoreError::Io { path, .. } | StoreError::Corrupt { path, .. } => path,
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            StoreError::Corrupt { path, reason } => {
+                write!(f, "{}: corrupt job record: {reason}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Io { source, .. } => Some(source),
+            StoreError::Corrupt { .. } => None,
+        }
+    }
+}
+
+/// Job records, claims and PDFs under one data directory. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    jobs: PathBuf,
+    files: PathBuf,
+}
+
+/// The exclusive right to work on one job: an flock held on `jobs/<id>.lock`.
+///
+/// Dropping it closes the file, which releases the lock; so does the death of the process,
+/// which is how a crashed worker's jobs become claimable again. Locks belong to the open file
+/// description, so a second `claim` of the same job fails even inside the same process.
+#[derive(Debug)]
+pub struct Claim {
+    id: JobId,
+    _file: File,
+}
+
+impl Claim {
+    /// The claimed job.
+    pub fn id(&self) -> JobId {
+        self.id
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) `<data_dir>/jobs` and `<data_dir>/files`.
+    ///
+    /// # Errors
+    /// `StoreError::Io` if a directory cannot be created.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let store = Store {
+            jobs: data_dir.join("jobs"),
+            files: data_dir.join("files"),
+        };
+        for dir in [&store.jobs, &store.files] {
+            fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        }
+        Ok(store)
+    }
+
+    /// Writes a new job's record durably. The caller should hold the job's claim, or another
+    /// process's janitor may claim the job before the caller does.
+    ///
+    /// # Errors
+    /// `StoreError::Io` if the record cannot be written and synced.
+    pub fn create(&self, job: &Job) -> Result<(), StoreError> {
+        self.save(job)
+    }
+
+    /// Replaces a job's record atomically: readers see the old record or the new, whole.
+    /// Only the holder of the job's claim may call it.
+    ///
+    /// # Errors
+    /// `StoreError::Io` if the record cannot be written, synced or renamed.
+    pub fn save(&self, job: &Job) -> Result<(), StoreError> {
+        let path = self.record_path(job.id);
+        let tmp = self.jobs.join(format!("{}.json.tmp", job.id));
+        // Serializing plain data to a Vec cannot fail; a map with non-string keys could, and
+        // `Job` has none.
+        let bytes = serde_json::to_vec_pretty(job).expect("a Job always serializes");
+        write_durably(&tmp, &path, &bytes)
+    }
+
+    /// Reads a job's record; `None` if there is none.
+    ///
+    /// # Errors
+    /// `StoreError::Corrupt` if the file does not parse, names another id, or breaks a limit;
+    /// `StoreError::Io` if it cannot be read.
+    pub fn load(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let path = self.record_path(id);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: path.clone(),
+            reason,
+        };
+        let job: Job = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        if job.id != id {
+            return Err(corrupt(format!("it names job {}", job.id)));
+        }
+        job.validate().map_err(corrupt)?;
+        Ok(Some(job))
+    }
+
+    /// Tries to take the job's claim without waiting. `None` if someone else holds it.
+    ///
+    /// # Errors
+    /// `StoreError::Io` if the lock file cannot be opened or locked for another reason.
+    pub fn claim(&self, id: JobId) -> Result<Option<Claim>, StoreError> {
+        let path = self.jobs.join(format!("{id}.lock"));
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Claim { id, _file: file })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(StoreError::io(&path, e)),
+        }
+    }
+
+    /// Where the finished PDF of a job lives once it is complete.
+    pub fn pdf_path(&self, id: JobId) -> PathBuf {
+        self.files.join(format!("{id}.pdf"))
+    }
+
+    /// Where a render writes before the PDF is complete.
+    pub(crate) fn pdf_tmp_path(&self, id: JobId) -> PathBuf {
+        self.files.join(format!("{id}.pdf.tmp"))
+    }
+
+    /// Makes renames in `files/` durable.
+    pub(crate) fn sync_files_dir(&self) -> Result<(), StoreError> {
+        sync_dir(&self.files)
+    }
+
+    /// Ids of all records, sorted. Files whose names are not `<id>.json` are ignored: temporary
+    /// files, lock files, and anything an operator left there.
+    ///
+    /// # Errors
+    /// `StoreError::Io` if the directory cannot be listed.
+    pub fn scan(&self) -> Result<Vec<JobId>, StoreError> {
+        let entries = fs::read_dir(&self.jobs).map_err(|e| StoreError::io(&self.jobs, e))?;
+        let mut ids = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io(&self.jobs, e))?;
+            let name = entry.file_name();
+            let id = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.parse().ok());
+            if let Some(id) = id {
+                ids.push(id);
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Deletes everything of a job: PDF (and leftovers of an interrupted render), record, lock
+    /// file. Missing files are fine. The caller should hold the claim.
+    ///
+    /// The PDF goes first: if we die half-way, a record without its PDF is found and expired
+    /// again, while a PDF without a record would never be found.
+    ///
+    /// # Errors
+    /// `StoreError::Io` for the first file that exists but cannot be removed.
+    pub fn remove(&self, id: JobId) -> Result<(), StoreError> {
+        let paths = [
+            self.pdf_path(id),
+            self.pdf_tmp_path(id),
+            self.record_path(id),
+            self.jobs.join(format!("{id}.json.tmp")),
+            self.jobs.join(format!("{id}.lock")),
+        ];
+        for path in paths {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io(&path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn record_path(&self, id: JobId) -> PathBuf {
+        self.jobs.join(format!("{id}.json"))
+    }
+}
+
+/// Writes `bytes` to `tmp`, fsyncs, renames over `path`, fsyncs the directory: after a crash
+/// `path` holds either its old content or all of the new.
+fn write_durably(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let result = (|| {
+        let mut file = File::create(tmp).map_err(|e| StoreError::io(tmp, e))?;
+        file.write_all(bytes).map_err(|e| StoreError::io(tmp, e))?;
+        file.sync_all().map_err(|e| StoreError::io(tmp, e))?;
+        fs::rename(tmp, path).map_err(|e| StoreError::io(path, e))
+    })();
+    if result.is_err() {
+        // Best effort: a stale tmp file is harmless (scan ignores it), just untidy.
+        let _ = fs::remove_file(tmp);
+    }
+    result?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
+/// Fsyncs a directory so that a rename inside it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jobs::State;
+    use crate::jobs::job::tests::params;
+    use crate::jobs::test_util::TempDir;
+
+    fn store() -> (TempDir, Store) {
+        let dir = TempDir::new();
+        let store = Store::open(&dir.0).expect("open store");
+        (dir, store)
+    }
+
+    #[test]
+    fn open_creates_directories() {
+        let dir = TempDir::new();
+        let nested = dir.0.join("a/b");
+        Store::open(&nested).expect("open");
+        assert!(nested.join("jobs").is_dir() && nested.join("files").is_dir());
+    }
+
+    #[test]
+    fn open_reports_the_path_it_failed_on() {
+        let dir = TempDir::new();
+        let blocker = dir.0.join("not-a-dir");
+        fs::write(&blocker, b"x").expect("write");
+        let err = Store::open(&blocker).expect_err("a file is not a data dir");
+        assert!(err.path().starts_with(&blocker), "{err}");
+        assert!(err.to_string().contains("not-a-dir"), "{err}");
+    }
+
+    #[test]
+    fn create_then_load_and_save_replace() {
+        let (_dir, store) = store();
+        let mut job = Job::new(params("report", 10), 2);
+        store.create(&job).expect("create");
+        assert_eq!(store.load(job.id).expect("load"), Some(job.clone()));
+        job.state = State::Running;
+        job.attempts = 1;
+        store.save(&job).expect("save");
+        assert_eq!(store.load(job.id).expect("load"), Some(job.clone()));
+        let leftovers: Vec<_> = fs::read_dir(&store.jobs)
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "tmp files left: {leftovers:?}");
+    }
+
+    #[test]
+    fn load_missing_is_none() {
+        let (_dir, store) = store();
+        assert_eq!(store.load(JobId::new()).expect("load"), None);
+    }
+
+    #[test]
+    fn load_rejects_bad_records() {
+        let (_dir, store) = store();
+        let good = serde_json::to_value(Job::new(params("t", 1), 1)).expect("value");
+        let other = JobId::new().to_string();
+        let with = |key: &str, value: serde_json::Value| {
+            let mut v = good.clone();
+            v[key] = value;
+            v.to_string()
+        };
+        let mut long_title = good.clone();
+        long_title["params"]["title"] = serde_json::json!("x".repeat(201));
+        let cases: Vec<(&str, String)> = vec![
+            ("empty file", String::new()),
+            ("not json", "{{{".into()),
+            ("truncated", good.to_string()[..20].to_owned()),
+            ("other id", with("id", serde_json::json!(other))),
+            ("path id", with("id", serde_json::json!("../../etc/passwd"))),
+            (
+                "unknown state",
+                with("state", serde_json::json!("exploded")),
+            ),
+            ("negative pages", with("pages_total", serde_json::json!(-3))),
+            ("title too long", long_title.to_string()),
+            ("missing field", {
+                let mut v = good.clone();
+                v.as_object_mut().expect("object").remove("params");
+                v.to_string()
+            }),
+        ];
+        for (name, text) in cases {
+            let id = JobId::new();
+            let path = store.record_path(id);
+            let text = text.replace(
+                &good["id"].as_str().expect("id").to_owned(),
+                &id.to_string(),
+            );
+            fs::write(&path, text).expect("write");
+            match store.load(id) {
+                Err(StoreError::Corrupt { path: p, reason }) => {
+                    assert_eq!(p, path, "{name}: {reason}");
+                }
+                other => panic!("{name}: expected Corrupt, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn claim_is_exclusive_until_dropped() {
+        let (dir, store) = store();
+        let id = JobId::new();
+        let first = store.claim(id).expect("claim").expect("free at first");
+        assert_eq!(first.id(), id);
+        assert!(
+            store.claim(id).expect("claim").is_none(),
+            "same store, second handle"
+        );
+        let other = Store::open(&dir.0).expect("second store");
+        assert!(other.claim(id).expect("claim").is_none(), "second store");
+        assert!(
+            store.claim(JobId::new()).expect("claim").is_some(),
+            "other jobs are free"
+        );
+        drop(first);
+        assert!(other.claim(id).expect("claim").is_some(), "free after drop");
+    }
+
+    #[test]
+    fn scan_lists_only_records() {
+        let (_dir, store) = store();
+        let mut ids: Vec<JobId> = (0..3).map(|_| JobId::new()).collect();
+        for &id in &ids {
+            store
+                .create(&Job {
+                    id,
+                    ..Job::new(params("t", 1), 1)
+                })
+                .expect("create");
+        }
+        let junk = [
+            format!("{}.json.tmp", JobId::new()),
+            format!("{}.lock", JobId::new()),
+            "README.json".to_owned(),
+            format!("{}.json", JobId::new().to_string().to_uppercase()),
+            "notes.txt".to_owned(),
+        ];
+        for name in junk {
+            fs::write(store.jobs.join(name), b"{}").expect("write junk");
+        }
+        fs::create_dir(store.jobs.join("subdir")).expect("mkdir");
+        ids.sort();
+        assert_eq!(store.scan().expect("scan"), ids);
+    }
+
+    #[test]
+    fn remove_deletes_everything_and_tolerates_missing_files() {
+        let (_dir, store) = store();
+        let job = Job::new(params("t", 1), 1);
+        store.create(&job).expect("create");
+        let claim = store.claim(job.id).expect("claim").expect("free");
+        fs::write(store.pdf_path(job.id), b"%PDF").expect("pdf");
+        fs::write(store.pdf_tmp_path(job.id), b"%PD").expect("pdf tmp");
+        store.remove(job.id).expect("remove");
+        drop(claim);
+        assert_eq!(store.load(job.id).expect("load"), None);
+        assert!(!store.pdf_path(job.id).exists());
+        assert!(!store.pdf_tmp_path(job.id).exists());
+        assert!(!store.jobs.join(format!("{}.lock", job.id)).exists());
+        assert!(store.scan().expect("scan").is_empty());
+        store.remove(job.id).expect("removing twice is fine");
+    }
+
+    #[test]
+    fn save_error_names_the_path() {
+        let (_dir, store) = store();
+        let job = Job::new(params("t", 1), 1);
+        // A directory where the record should go makes the rename fail.
+        fs::create_dir(store.record_path(job.id)).expect("mkdir");
+        fs::write(store.record_path(job.id).join("x"), b"x").expect("fill dir");
+        match store.save(&job) {
+            Err(StoreError::Io { path, .. }) => assert_eq!(path, store.record_path(job.id)),
+            other => panic!("expected Io, got {other:?}"),
+        }
+        assert!(
+            !store.jobs.join(format!("{}.json.tmp", job.id)).exists(),
+            "tmp cleaned up"
+        );
+    }
+}

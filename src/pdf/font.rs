@@ -1,0 +1,169 @@
+//! The two embedded DejaVu faces and the text measurement the layout relies on.
+//!
+//! Owns: parsing the TTF bytes shipped in `assets/fonts/` (once per process) and measuring strings
+//! with exactly the advance widths the PDF viewer will use. Depends on `std` and `printpdf` only.
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use printpdf::ParsedFont;
+
+use super::data::FIXED_ALPHABET;
+use super::subset::strip_unused_glyphs;
+
+const REGULAR_TTF: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+const BOLD_TTF: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans-Bold.ttf");
+
+/// Width printpdf writes in `/W` for a glyph it never saw in a `ShowText`, i.e. the CIDFont
+/// default `/DW` (PDF 32000-1 §9.7.4.3); characters missing from the font render as glyph 0
+/// with this width.
+const MISSING_GLYPH_UNITS: u32 = 1000;
+
+/// One parsed face plus a width table for the characters the report prints most.
+pub(crate) struct Face {
+    /// PostScript name, for `/BaseFont`.
+    name: &'static str,
+    pub(crate) parsed: ParsedFont,
+    /// Advance of each ASCII character in thousandths of an em, as printpdf writes it into `/W`.
+    ascii_units: [u32; 128],
+}
+
+impl Face {
+    fn parse(bytes: &[u8], name: &'static str) -> Result<Self, String> {
+        let mut warnings = Vec::new();
+        let parsed = ParsedFont::from_bytes(bytes, 0, &mut warnings)
+            .ok_or_else(|| format!("cannot parse embedded font {name}: {warnings:?}"))?;
+        if parsed.units_per_em == 0 {
+            return Err(format!("embedded font {name} has unitsPerEm 0"));
+        }
+        let mut face = Face { name, parsed, ascii_units: [MISSING_GLYPH_UNITS; 128] };
+        let mut table = [MISSING_GLYPH_UNITS; 128];
+        for (cp, slot) in table.iter_mut().enumerate() {
+            // `cp` < 128, so it is always a valid char.
+            *slot = face.char_units_slow(char::from(cp as u8));
+        }
+        face.ascii_units = table;
+        Ok(face)
+    }
+
+    /// Advance of `c` in thousandths of an em.
+    ///
+    /// Mirrors printpdf's `/W` computation (`(advance as f32 * 1000.0 / upm) as i64`, truncating)
+    /// rather than the exact font-unit ratio: the viewer positions glyphs by `/W`, so measuring
+    /// with the same integers makes right-aligned numbers end on exactly the same x.
+    fn char_units_slow(&self, c: char) -> u32 {
+        let Some(gid) = self.parsed.lookup_glyph_index(u32::from(c)) else {
+            return MISSING_GLYPH_UNITS;
+        };
+        let advance = self.parsed.get_glyph_width(gid).unwrap_or(0);
+        (f32::from(advance) * 1000.0 / f32::from(self.parsed.units_per_em)) as u32
+    }
+
+    /// Advance of `c` in thousandths of an em.
+    pub(crate) fn char_units(&self, c: char) -> u32 {
+        match self.ascii_units.get(c as usize) {
+            Some(&units) => units,
+            None => self.char_units_slow(c),
+        }
+    }
+
+    /// Advance of `text` in thousandths of an em (saturating; a title is at most a few hundred
+    /// characters, but nothing here may overflow on hostile input).
+    pub(crate) fn units(&self, text: &str) -> u32 {
+        text.chars().fold(0u32, |acc, c| acc.saturating_add(self.char_units(c)))
+    }
+
+    /// The face to embed in a document whose variable text is `text`: outlines are kept only
+    /// for `text`, the fixed report vocabulary and the ellipsis the title may be cut with (see
+    /// `subset`). Falls back to the whole font if stripping fails.
+    pub(crate) fn for_document(&self, text: &str) -> ParsedFont {
+        let used: BTreeSet<u16> = text
+            .chars()
+            .chain(FIXED_ALPHABET.chars())
+            .chain(['…'])
+            .filter_map(|c| self.parsed.lookup_glyph_index(u32::from(c)))
+            .collect();
+        let mut font = self.parsed.clone();
+        match strip_unused_glyphs(&self.parsed.original_bytes, &used) {
+            Some(bytes) => {
+                font.original_bytes = bytes;
+                // A reduced font program is named `TAG+Name` (ISO 32000-1 §9.6.4), the tag
+                // being six capitals that differ between different subsets of one font.
+                font.font_name = Some(format!("{}+{}", subset_tag(&used), self.name));
+            }
+            None => {
+                log::warn!("pdf: stripping {} failed; embedding the whole font", self.name);
+                font.font_name = Some(self.name.to_string());
+            }
+        }
+        font
+    }
+
+    /// Width of `text` at `size` points, in points.
+    pub(crate) fn width(&self, text: &str, size: f32) -> f32 {
+        self.units(text) as f32 * size / 1000.0
+    }
+}
+
+/// Six capital letters derived from the glyph set (FNV-1a), for the subset font name.
+fn subset_tag(used: &BTreeSet<u16>) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for gid in used {
+        for b in gid.to_be_bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    (0..6)
+        .map(|_| {
+            let c = char::from(b'A' + (h % 26) as u8);
+            h /= 26;
+            c
+        })
+        .collect()
+}
+
+/// The regular and bold faces.
+pub(crate) struct Fonts {
+    pub(crate) regular: Face,
+    pub(crate) bold: Face,
+}
+
+/// The faces, parsed on first use and shared by every render in the process (parsing builds
+/// cmap and width maps for ~6,000 glyphs per face; doing that per job would be wasted work).
+///
+/// # Errors
+/// A message if the bundled TTF bytes cannot be parsed, which would mean a broken build.
+pub(crate) fn fonts() -> Result<&'static Fonts, String> {
+    static FONTS: OnceLock<Result<Fonts, String>> = OnceLock::new();
+    FONTS
+        .get_or_init(|| {
+            Ok(Fonts {
+                regular: Face::parse(REGULAR_TTF, "DejaVuSans")?,
+                bold: Face::parse(BOLD_TTF, "DejaVuSans-Bold")?,
+            })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faces_parse_and_measure() {
+        let f = fonts().expect("bundled fonts parse");
+        // DejaVu digits are tabular: every digit has the same advance.
+        let zero = f.regular.char_units('0');
+        assert!(zero > 0);
+        for d in '1'..='9' {
+            assert_eq!(f.regular.char_units(d), zero, "digit {d}");
+        }
+        assert!(f.bold.units("Total") > f.regular.units("Total"));
+        assert_eq!(f.regular.units("ab"), f.regular.char_units('a') + f.regular.char_units('b'));
+        // Greek, Cyrillic and the euro sign are in DejaVu Sans.
+        for c in ['Ω', 'Ж', '€', '✓'] {
+            assert!(f.regular.parsed.lookup_glyph_index(u32::from(c)).is_some(), "{c}");
+        }
+    }
+}

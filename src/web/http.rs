@@ -1,0 +1,142 @@
+//! CGI params → an HTTP view of the request (method, path, query, body), and
+//! `application/x-www-form-urlencoded` decoding.
+
+use crate::fastcgi::Request;
+
+/// The parts of a request the router looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: String,
+    /// The path of REQUEST_URI (or DOCUMENT_URI), without the query; never SCRIPT_FILENAME,
+    /// which nginx builds from its own root and says nothing about our routes.
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// Reads the CGI params nginx sends.
+    pub fn from_fastcgi(req: &Request) -> HttpRequest {
+        let uri = req
+            .param("REQUEST_URI")
+            .filter(|u| !u.is_empty())
+            .or_else(|| req.param("DOCUMENT_URI"))
+            .unwrap_or("/");
+        let (path, query) = match uri.split_once('?') {
+            Some((p, q)) => (p, q),
+            None => (uri, req.param("QUERY_STRING").unwrap_or("")),
+        };
+        HttpRequest {
+            method: req.param("REQUEST_METHOD").unwrap_or("GET").to_ascii_uppercase(),
+            path: path.to_string(),
+            query: query.to_string(),
+            content_type: req.param("CONTENT_TYPE").unwrap_or("").to_string(),
+            body: req.body().to_vec(),
+        }
+    }
+
+    /// Whether the body is declared as an urlencoded form (parameters such as charset allowed).
+    pub fn is_urlencoded(&self) -> bool {
+        self.content_type
+            .split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+    }
+}
+
+/// Why a form body could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FormError {
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+    /// A decoded value that is not UTF-8.
+    NotUtf8,
+}
+
+/// Decodes `a=1&b=x+y%21` into pairs, in order.
+///
+/// # Errors
+/// [`FormError`] for a broken `%` escape or a value that is not UTF-8.
+pub fn parse_urlencoded(body: &[u8]) -> Result<Vec<(String, String)>, FormError> {
+    let mut out = Vec::new();
+    for part in body.split(|b| *b == b'&') {
+        if part.is_empty() {
+            continue;
+        }
+        let (name, value) = match part.iter().position(|b| *b == b'=') {
+            Some(i) => (&part[..i], &part[i + 1..]),
+            None => (part, &b""[..]),
+        };
+        out.push((decode_component(name)?, decode_component(value)?));
+    }
+    Ok(out)
+}
+
+fn decode_component(raw: &[u8]) -> Result<String, FormError> {
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        match b {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let hi = raw.get(i + 1).and_then(|c| (*c as char).to_digit(16));
+                let lo = raw.get(i + 2).and_then(|c| (*c as char).to_digit(16));
+                match (hi, lo) {
+                    (Some(h), Some(l)) => bytes.push((h * 16 + l) as u8),
+                    _ => return Err(FormError::BadEscape),
+                }
+                i += 2;
+            }
+            _ => bytes.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(bytes).map_err(|_| FormError::NotUtf8)
+}
+
+/// Percent-encodes `s` for RFC 5987/6266 `filename*` (attr-char stays, the rest is `%XX`).
+pub fn encode_rfc5987(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        let keep = b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b);
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urlencoded_table() {
+        let cases: Vec<(&[u8], Result<Vec<(&str, &str)>, FormError>)> = vec![
+            (b"a=1&b=2", Ok(vec![("a", "1"), ("b", "2")])),
+            (b"t=x+y%21", Ok(vec![("t", "x y!")])),
+            (b"t=%CE%B1%CE%B2", Ok(vec![("t", "αβ")])),
+            (b"&&a=&b", Ok(vec![("a", ""), ("b", "")])),
+            (b"a=%zz", Err(FormError::BadEscape)),
+            (b"a=%4", Err(FormError::BadEscape)),
+            (b"a=%ff", Err(FormError::NotUtf8)),
+            (b"", Ok(vec![])),
+        ];
+        for (input, want) in cases {
+            let got = parse_urlencoded(input);
+            let want: Result<Vec<(String, String)>, FormError> =
+                want.map(|v| v.into_iter().map(|(a, b)| (a.into(), b.into())).collect());
+            assert_eq!(got, want, "input {:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn rfc5987_table() {
+        assert_eq!(encode_rfc5987("Report 1.pdf"), "Report%201.pdf");
+        assert_eq!(encode_rfc5987("Ω"), "%CE%A9");
+        assert_eq!(encode_rfc5987("a\"b;c"), "a%22b%3Bc");
+    }
+}

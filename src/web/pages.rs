@@ -1,0 +1,183 @@
+//! One askama struct per page (templates in `templates/`), and the small formatters they use.
+//! Values are escaped by askama; nothing here builds HTML by hand.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use askama::Template;
+
+use crate::jobs::{Job, State};
+
+/// Error messages next to each form field.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FieldErrors {
+    pub title: Option<String>,
+    pub rows: Option<String>,
+    pub paper: Option<String>,
+    pub orientation: Option<String>,
+}
+
+impl FieldErrors {
+    pub fn is_empty(&self) -> bool {
+        *self == FieldErrors::default()
+    }
+}
+
+/// `GET /` and a re-shown form after `POST /generate` with errors.
+#[derive(Template, Debug)]
+#[template(path = "form.html")]
+pub struct FormPage {
+    pub title: String,
+    pub rows: String,
+    pub paper: String,
+    pub orientation: String,
+    pub max_rows: u32,
+    pub errors: FieldErrors,
+    pub general_error: Option<String>,
+}
+
+impl FormPage {
+    pub fn blank(max_rows: u32) -> FormPage {
+        FormPage {
+            title: String::new(),
+            rows: "1000".into(),
+            paper: "a4".into(),
+            orientation: "portrait".into(),
+            max_rows,
+            errors: FieldErrors::default(),
+            general_error: None,
+        }
+    }
+}
+
+/// `GET /jobs/<id>`: pending, done or failed.
+#[derive(Template, Debug)]
+#[template(path = "job.html")]
+pub struct JobPage {
+    pub id: String,
+    pub title: String,
+    pub state: &'static str,
+    pub is_final: bool,
+    pub pages_done: u32,
+    pub pages_total: u32,
+    pub percent: u32,
+    pub size: String,
+    pub render_time: String,
+    pub error: String,
+    pub created: String,
+}
+
+impl JobPage {
+    /// The page for `job`, with live progress from the runner when it has any.
+    pub fn new(job: &Job, live: Option<(State, u32, u32)>) -> JobPage {
+        let (state, done, total) = live.unwrap_or((job.state, job.pages_done, job.pages_total));
+        let percent = if total == 0 {
+            0
+        } else {
+            (u64::from(done.min(total)) * 100 / u64::from(total)) as u32
+        };
+        JobPage {
+            id: job.id.to_string(),
+            title: job.params.title.clone(),
+            state: state.as_str(),
+            is_final: state.is_final(),
+            pages_done: done,
+            pages_total: total.max(1),
+            percent,
+            size: job.size_bytes.map(human_bytes).unwrap_or_default(),
+            render_time: job
+                .render_ms
+                .map(|ms| human_duration(Duration::from_millis(ms)))
+                .unwrap_or_default(),
+            error: job.error.clone().unwrap_or_else(|| "unknown error".into()),
+            created: utc_datetime(UNIX_EPOCH + Duration::from_millis(job.created_ms)),
+        }
+    }
+}
+
+/// Any page that is a heading, a sentence and maybe a link: errors, "not ready yet".
+#[derive(Template, Debug)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub heading: String,
+    pub message: String,
+    pub link: Option<String>,
+    pub link_text: String,
+}
+
+/// `1536` → `"1.5 KB"`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
+/// `1.234 s`, `2 min 5 s`.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+/// `2026-11-30 02:36:37 UTC`, from the civil-from-days algorithm (no date crate needed).
+pub fn utc_datetime(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_bytes_table() {
+        for (n, want) in [(0, "0 bytes"), (1023, "1023 bytes"), (1536, "1.5 KB"), (5 * 1024 * 1024, "5.0 MB")] {
+            assert_eq!(human_bytes(n), want);
+        }
+    }
+
+    #[test]
+    fn utc_datetime_known_points() {
+        assert_eq!(utc_datetime(UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
+        let t = UNIX_EPOCH + Duration::from_secs(1_709_164_800 + 3661); // 2024-02-29 01:01:01
+        assert_eq!(utc_datetime(t), "2024-02-29 01:01:01 UTC");
+    }
+
+    #[test]
+    fn form_escapes_the_title() {
+        let mut page = FormPage::blank(100);
+        page.title = "<script>alert(1)</script>".into();
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script>alert(1)"), "title must be escaped:\n{html}");
+        assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"));
+    }
+}

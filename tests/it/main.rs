@@ -1,0 +1,5 @@
+//! Integration tests, one binary with a module per area (house style). They start the real
+//! `pdfworker` binary, and real nginx where the area needs it.
+
+mod protocol;
+mod util;

@@ -1,0 +1,315 @@
+//! The FastCGI layer, spoken to in raw bytes against the real binary (issue #2).
+
+use std::time::Duration;
+
+use crate::util::*;
+
+#[test]
+fn keep_conn_serves_several_requests_on_one_connection() {
+    let srv = TestServer::start(&[]);
+    let mut c = srv.connect();
+    for i in 0..3 {
+        let r = c.get(1, "/healthz");
+        assert_eq!((r.status(), r.ends), (200, 1), "request {i}: {}", r.text());
+        assert!(r.text().ends_with("ok\n"));
+    }
+    assert!(c.quiet_for(Duration::from_millis(200)), "connection must stay open with KEEP_CONN");
+}
+
+#[test]
+fn without_keep_conn_the_worker_closes_after_end_request() {
+    let srv = TestServer::start(&[]);
+    let mut c = srv.connect();
+    c.send_request(1, false, &cgi_params("GET", "/healthz", 0, ""), b"", 65535);
+    let r = c.read_reply(1);
+    assert_eq!(r.status(), 200);
+    assert!(c.closed_within(Duration::from_secs(5)), "expected EOF after END_REQUEST without KEEP_CONN");
+}
+
+#[test]
+fn get_values_answers_truthfully_and_the_connection_stays_usable() {
+    let srv = TestServer::start(&["--max-conns", "7"]);
+    let mut c = srv.connect();
+    let mut q = Vec::new();
+    for n in ["FCGI_MAX_CONNS", "FCGI_MAX_REQS", "FCGI_MPXS_CONNS", "X_UNKNOWN"] {
+        q.extend(pair(n.as_bytes(), b""));
+    }
+    c.send(&record(GET_VALUES, 0, &q));
+    let rec = c.read_record().expect("GET_VALUES_RESULT");
+    assert_eq!((rec.kind, rec.id), (GET_VALUES_RESULT, 0));
+    let text = String::from_utf8_lossy(&rec.content).into_owned();
+    // 1-byte lengths: name len, value len, name, value.
+    let mut got = Vec::new();
+    let mut b = &rec.content[..];
+    while b.len() >= 2 {
+        let (nl, vl) = (b[0] as usize, b[1] as usize);
+        let name = String::from_utf8_lossy(&b[2..2 + nl]).into_owned();
+        let value = String::from_utf8_lossy(&b[2 + nl..2 + nl + vl]).into_owned();
+        got.push((name, value));
+        b = &b[2 + nl + vl..];
+    }
+    assert_eq!(
+        got,
+        vec![
+            ("FCGI_MAX_CONNS".to_string(), "7".to_string()),
+            ("FCGI_MAX_REQS".to_string(), "112".to_string()),
+            ("FCGI_MPXS_CONNS".to_string(), "1".to_string()),
+        ],
+        "raw: {text:?}"
+    );
+    let r = c.get(1, "/healthz");
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn unknown_type_is_answered_and_the_connection_stays_usable() {
+    let srv = TestServer::start(&[]);
+    let mut c = srv.connect();
+    c.send(&record(42, 0, b"whatever"));
+    let rec = c.read_record().expect("UNKNOWN_TYPE");
+    assert_eq!((rec.kind, rec.id), (UNKNOWN_TYPE, 0));
+    assert_eq!(rec.content, vec![42, 0, 0, 0, 0, 0, 0, 0]);
+    let r = c.get(1, "/healthz");
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn unknown_roles_get_unknown_role_and_the_connection_stays_usable() {
+    let srv = TestServer::start(&[]);
+    let mut c = srv.connect();
+    for role in [2u16, 3, 99] {
+        c.send(&begin(5, role, true));
+        let rec = c.read_record().expect("END_REQUEST");
+        assert_eq!((rec.kind, rec.id), (END_REQUEST, 5), "role {role}");
+        assert_eq!(rec.content[4], 3, "role {role}: protocolStatus must be FCGI_UNKNOWN_ROLE");
+        // Streams the web server still sends for the refused id are ignored.
+        c.send(&record(PARAMS, 5, b""));
+    }
+    let r = c.get(1, "/healthz");
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn interleaved_requests_each_get_their_own_answer() {
+    let srv = TestServer::start(&[]);
+    let mut c = srv.connect();
+    let p1 = cgi_params("GET", "/healthz", 0, "");
+    let p2 = cgi_params("GET", "/no/such/page", 0, "");
+    let mut out = Vec::new();
+    out.extend(begin(1, 1, true));
+    out.extend(begin(2, 1, true));
+    let (a1, b1) = p1.split_at(p1.len() / 2);
+    let (a2, b2) = p2.split_at(p2.len() / 3);
+    out.extend(record(PARAMS, 2, a2));
+    out.extend(record(PARAMS, 1, a1));
+    out.extend(record(PARAMS, 2, b2));
+    out.extend(record(PARAMS, 1, b1));
+    out.extend(record(PARAMS, 1, b""));
+    out.extend(record(PARAMS, 2, b""));
+    out.extend(record(STDIN, 2, b""));
+    out.extend(record(STDIN, 1, b""));
+    c.send(&out);
+    let replies = c.read_replies(&[1, 2]);
+    assert_eq!(replies[0].status(), 200, "request 1: {}", replies[0].text());
+    assert!(replies[0].text().ends_with("ok\n"));
+    assert_eq!(replies[1].status(), 404, "request 2: {}", replies[1].text());
+    assert_eq!((replies[0].ends, replies[1].ends), (1, 1));
+}
+
+#[test]
+fn params_split_at_every_byte_and_padded_bodies_are_reassembled() {
+    let srv = TestServer::start(&[]);
+    let mut c = srv.connect();
+    let body = form("Split Ω", "5", "a4", "portrait");
+    let params = cgi_params("POST", "/generate", body.len(), "application/x-www-form-urlencoded");
+    let mut out = begin(3, 1, true);
+    for (i, b) in params.iter().enumerate() {
+        out.extend(record_padded(PARAMS, 3, &[*b], i % 256));
+    }
+    out.extend(record(PARAMS, 3, b""));
+    for (i, b) in body.as_bytes().chunks(3).enumerate() {
+        out.extend(record_padded(STDIN, 3, b, (i * 37) % 256));
+    }
+    out.extend(record(STDIN, 3, b""));
+    c.send(&out);
+    let r = c.read_reply(3);
+    assert_eq!(r.status(), 303, "{}", r.text());
+    assert!(r.header("Location").is_some_and(|l| l.starts_with("/jobs/")), "{}", r.text());
+}
+
+#[test]
+fn abort_before_the_handler_starts_ends_the_request_once() {
+    let srv = TestServer::start(&[]);
+    let mut c = srv.connect();
+    let mut out = begin(4, 1, true);
+    out.extend(record(PARAMS, 4, &cgi_params("GET", "/healthz", 0, "")));
+    out.extend(record(PARAMS, 4, b""));
+    out.extend(record(ABORT_REQUEST, 4, b""));
+    c.send(&out);
+    let rec = c.read_record().expect("END_REQUEST");
+    assert_eq!((rec.kind, rec.id), (END_REQUEST, 4));
+    // STDIN for the aborted id is ignored; nothing else arrives for it.
+    c.send(&record(STDIN, 4, b""));
+    let r = c.get(1, "/healthz");
+    assert_eq!((r.status(), r.ends), (200, 1));
+}
+
+#[test]
+fn abort_stops_a_streaming_handler_and_end_request_comes_once() {
+    let srv = TestServer::start(&[]);
+    let mut c = srv.connect();
+    // A job that renders for a while, so its event stream stays open.
+    let body = form("Long", "100000", "a4", "portrait");
+    c.send_request(1, true, &cgi_params("POST", "/generate", body.len(), "application/x-www-form-urlencoded"), body.as_bytes(), 65535);
+    let r = c.read_reply(1);
+    let id = r.header("Location").expect("Location").trim_start_matches("/jobs/").to_string();
+    c.send_request(2, true, &cgi_params("GET", &format!("/jobs/{id}/events"), 0, ""), b"", 65535);
+    let first = c.read_record().expect("first SSE bytes");
+    assert_eq!((first.kind, first.id), (STDOUT, 2));
+    assert!(String::from_utf8_lossy(&first.content).contains("text/event-stream"));
+    c.send(&record(ABORT_REQUEST, 2, b""));
+    let mut ends = 0;
+    loop {
+        let rec = c.read_record().expect("records until END_REQUEST");
+        assert_eq!(rec.id, 2);
+        if rec.kind == END_REQUEST {
+            ends += 1;
+            break;
+        }
+    }
+    assert_eq!(ends, 1);
+    // Abort after the end: no second END_REQUEST; the next request is answered normally.
+    c.send(&record(ABORT_REQUEST, 2, b""));
+    let r = c.get(3, "/healthz");
+    assert_eq!((r.status(), r.ends), (200, 1));
+    // The render the aborted stream watched was not affected.
+    let json = job_json(&mut c, &id);
+    let state = json_field(&json, "state").unwrap_or_default();
+    assert!(["queued", "running", "done"].contains(&state.as_str()), "job state after abort: {json}");
+}
+
+#[test]
+fn abort_after_finish_does_not_cancel_the_render() {
+    let srv = TestServer::start(&[]);
+    let mut c = srv.connect();
+    let body = form("Keeps going", "20000", "a4", "portrait");
+    c.send_request(1, true, &cgi_params("POST", "/generate", body.len(), "application/x-www-form-urlencoded"), body.as_bytes(), 65535);
+    let r = c.read_reply(1);
+    assert_eq!(r.status(), 303);
+    let id = r.header("Location").expect("Location").trim_start_matches("/jobs/").to_string();
+    c.send(&record(ABORT_REQUEST, 1, b""));
+    assert!(c.quiet_for(Duration::from_millis(300)), "an abort after END_REQUEST must not produce records");
+    let json = wait_for(Duration::from_secs(120), "the job to finish", || {
+        let j = job_json(&mut c, &id);
+        matches!(json_field(&j, "state").as_deref(), Some("done") | Some("failed")).then_some(j)
+    });
+    assert_eq!(json_field(&json, "state").as_deref(), Some("done"), "{json}");
+}
+
+#[test]
+fn a_body_over_the_limit_gets_413_then_close() {
+    let srv = TestServer::start(&["--max-body-bytes", "1000"]);
+    // Declared too large: refused before the body is read.
+    let mut c = srv.connect();
+    let body = vec![b'a'; 5000];
+    c.send_request(1, true, &cgi_params("POST", "/generate", body.len(), "application/x-www-form-urlencoded"), &body, 1000);
+    let r = c.read_reply(1);
+    assert_eq!(r.status(), 413, "{}", r.text());
+    assert!(c.closed_within(Duration::from_secs(5)), "connection must close after 413");
+    // Undeclared (no CONTENT_LENGTH), found while reading.
+    let mut c = srv.connect();
+    let mut params = Vec::new();
+    params.extend(pair(b"REQUEST_METHOD", b"POST"));
+    params.extend(pair(b"REQUEST_URI", b"/generate"));
+    c.send_request(1, true, &params, &body, 700);
+    let r = c.read_reply(1);
+    assert_eq!(r.status(), 413, "{}", r.text());
+    assert!(c.closed_within(Duration::from_secs(5)));
+    // The worker still serves others.
+    let r = srv.connect().get(1, "/healthz");
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn malformed_input_closes_only_that_connection() {
+    let srv = TestServer::start(&[]);
+    let mut good = srv.connect();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("version 2", vec![2, 1, 0, 1, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0]),
+        ("http on a fastcgi socket", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
+        ("short BEGIN_REQUEST body", record(BEGIN_REQUEST, 1, &[0, 1, 1])),
+        ("params with a length past the end", {
+            let mut v = begin(1, 1, true);
+            v.extend(record(PARAMS, 1, &[0x80, 0, 0x10, 0, 1, b'x']));
+            v.extend(record(PARAMS, 1, b""));
+            v
+        }),
+        ("stdin before params ended", {
+            let mut v = begin(1, 1, true);
+            v.extend(record(STDIN, 1, b"x"));
+            v
+        }),
+    ];
+    for (name, bytes) in cases {
+        let mut c = srv.connect();
+        c.send(&bytes);
+        assert!(c.closed_within(Duration::from_secs(5)), "{name}: expected the worker to close");
+        let r = good.get(1, "/healthz");
+        assert_eq!(r.status(), 200, "{name}: another connection must be unaffected");
+    }
+}
+
+#[test]
+fn fifty_half_open_connections_do_not_delay_a_normal_one() {
+    let srv = TestServer::start(&["--read-timeout-secs", "30"]);
+    let mut stalled = Vec::new();
+    for i in 0..50 {
+        let mut c = srv.connect();
+        match i % 3 {
+            0 => {}
+            1 => c.send(&[1, 1, 0]),
+            _ => {
+                let mut v = begin(1, 1, true);
+                v.extend(record(PARAMS, 1, b"\x0eREQUEST_METHOD"));
+                c.send(&v);
+            }
+        }
+        stalled.push(c);
+    }
+    let r = srv.connect().get(1, "/healthz");
+    assert_eq!(r.status(), 200);
+    // Answered while every stalled connection is still open (their read timeout is 30 s).
+    for (i, c) in stalled.iter_mut().enumerate() {
+        assert!(c.quiet_for(Duration::from_millis(1)), "stalled connection {i} was closed early");
+    }
+}
+
+#[test]
+fn a_connection_stalled_mid_record_is_closed_after_the_read_timeout() {
+    let srv = TestServer::start(&["--read-timeout-secs", "1"]);
+    let mut c = srv.connect();
+    c.send(&[1, 1, 0, 1]);
+    assert!(c.closed_within(Duration::from_secs(10)), "stalled connection must be closed");
+    assert!(srv.log().contains("read timeout"), "one log line names the reason:\n{}", srv.log());
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish() {
+    let mut srv = TestServer::start(&[]);
+    let mut c = srv.connect();
+    // Half a request: BEGIN and PARAMS, no STDIN yet.
+    let mut v = begin(1, 1, true);
+    v.extend(record(PARAMS, 1, &cgi_params("GET", "/healthz", 0, "")));
+    v.extend(record(PARAMS, 1, b""));
+    c.send(&v);
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = srv.pid().expect("pid");
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    std::thread::sleep(Duration::from_millis(200));
+    c.send(&record(STDIN, 1, b""));
+    let r = c.read_reply(1);
+    assert_eq!(r.status(), 200, "the in-flight request is answered during shutdown");
+    let status = srv.terminate().expect("exit status");
+    assert!(status.success(), "clean exit after SIGTERM, got {status}; log:\n{}", srv.log());
+    assert!(!srv.socket.exists(), "the socket file is removed on exit");
+}
