@@ -127,7 +127,11 @@ impl Flags {
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn check_known(&self, known: &[&str]) -> Result<(), String> {
@@ -189,40 +193,66 @@ fn serve<E: Fn(&str) -> Option<String>>(flags: &Flags, env: &E) -> Result<ServeC
             .ok_or_else(|| format!("--socket-mode: {m:?} is not an octal mode like 0660"))?,
         None => 0o660,
     };
-    let data_dir = setting::<PathBuf, _>(flags, env, "data-dir")?.unwrap_or_else(|| "var/data".into());
+    let data_dir =
+        setting::<PathBuf, _>(flags, env, "data-dir")?.unwrap_or_else(|| "var/data".into());
 
     let mut runner = RunnerConfig::default();
-    if let Some(n) = positive(setting::<usize, _>(flags, env, "render-slots")?, "render-slots")? {
+    if let Some(n) = positive(
+        setting::<usize, _>(flags, env, "render-slots")?,
+        "render-slots",
+    )? {
         runner.slots = n;
     }
-    if let Some(n) = positive(setting::<usize, _>(flags, env, "queue-limit")?, "queue-limit")? {
+    if let Some(n) = positive(
+        setting::<usize, _>(flags, env, "queue-limit")?,
+        "queue-limit",
+    )? {
         runner.queue_limit = n;
     }
     if let Some(n) = positive(setting::<u32, _>(flags, env, "max-pages")?, "max-pages")? {
         runner.max_pages = n;
     }
-    if let Some(mb) = positive(setting::<u64, _>(flags, env, "memory-budget-mb")?, "memory-budget-mb")? {
+    if let Some(mb) = positive(
+        setting::<u64, _>(flags, env, "memory-budget-mb")?,
+        "memory-budget-mb",
+    )? {
         runner.memory_budget = mb.saturating_mul(1024 * 1024);
     }
-    if let Some(s) = positive(setting::<u64, _>(flags, env, "render-timeout-secs")?, "render-timeout-secs")? {
+    if let Some(s) = positive(
+        setting::<u64, _>(flags, env, "render-timeout-secs")?,
+        "render-timeout-secs",
+    )? {
         runner.render_deadline = Duration::from_secs(s);
     }
-    if let Some(h) = positive(setting::<u64, _>(flags, env, "retention-hours")?, "retention-hours")? {
+    if let Some(h) = positive(
+        setting::<u64, _>(flags, env, "retention-hours")?,
+        "retention-hours",
+    )? {
         runner.retention = Duration::from_secs(h.saturating_mul(3600));
     }
-    let max_rows = positive(setting::<u32, _>(flags, env, "max-rows")?, "max-rows")?.unwrap_or(100_000);
+    let max_rows =
+        positive(setting::<u32, _>(flags, env, "max-rows")?, "max-rows")?.unwrap_or(100_000);
 
     let mut fcgi = fastcgi::Config::default();
     if let Some(n) = positive(setting::<usize, _>(flags, env, "max-conns")?, "max-conns")? {
         fcgi.max_conns = n;
     }
-    if let Some(n) = positive(setting::<usize, _>(flags, env, "max-body-bytes")?, "max-body-bytes")? {
+    if let Some(n) = positive(
+        setting::<usize, _>(flags, env, "max-body-bytes")?,
+        "max-body-bytes",
+    )? {
         fcgi.max_body_bytes = n;
     }
-    if let Some(s) = positive(setting::<u64, _>(flags, env, "read-timeout-secs")?, "read-timeout-secs")? {
+    if let Some(s) = positive(
+        setting::<u64, _>(flags, env, "read-timeout-secs")?,
+        "read-timeout-secs",
+    )? {
         fcgi.read_timeout = Duration::from_secs(s);
     }
-    if let Some(s) = positive(setting::<u64, _>(flags, env, "idle-timeout-secs")?, "idle-timeout-secs")? {
+    if let Some(s) = positive(
+        setting::<u64, _>(flags, env, "idle-timeout-secs")?,
+        "idle-timeout-secs",
+    )? {
         fcgi.idle_timeout = Duration::from_secs(s);
     }
     let grace = setting::<u64, _>(flags, env, "shutdown-grace-secs")?.unwrap_or(20);
@@ -247,7 +277,10 @@ fn positive<T: PartialEq + Default>(v: Option<T>, name: &str) -> Result<Option<T
 fn render(flags: &Flags) -> Result<RenderArgs, String> {
     flags.check_known(&["title", "rows", "paper", "orientation", "out"])?;
     let no_env = |_: &str| None;
-    let title = flags.get("title").ok_or("render needs --title")?.to_string();
+    let title = flags
+        .get("title")
+        .ok_or("render needs --title")?
+        .to_string();
     if title.is_empty() || title.chars().count() > 200 {
         return Err("--title must be 1 to 200 characters".into());
     }
@@ -256,7 +289,9 @@ fn render(flags: &Flags) -> Result<RenderArgs, String> {
         return Err("--rows must be at least 1".into());
     }
     let paper = match flags.get("paper") {
-        Some(p) => p.parse::<Paper>().map_err(|_| format!("--paper: {p:?} is not a4 or letter"))?,
+        Some(p) => p
+            .parse::<Paper>()
+            .map_err(|_| format!("--paper: {p:?} is not a4 or letter"))?,
         None => Paper::A4,
     };
     let orientation = match flags.get("orientation") {
@@ -266,7 +301,13 @@ fn render(flags: &Flags) -> Result<RenderArgs, String> {
         None => Orientation::Portrait,
     };
     let out = PathBuf::from(flags.get("out").ok_or("render needs --out FILE")?);
-    Ok(RenderArgs { title, rows, paper, orientation, out })
+    Ok(RenderArgs {
+        title,
+        rows,
+        paper,
+        orientation,
+        out,
+    })
 }
 
 #[cfg(test)]
@@ -304,12 +345,18 @@ mod tests {
             ("serve --bogus 1", "--bogus"),
             ("serve --listen", "needs a value"),
             ("render --rows 5 --out x.pdf", "--title"),
-            ("render --title T --rows 5 --paper a3 --out x.pdf", "--paper"),
+            (
+                "render --title T --rows 5 --paper a3 --out x.pdf",
+                "--paper",
+            ),
             ("frobnicate", "unknown command"),
         ];
         for (input, want) in cases {
             match parse_with_env(args(input), none) {
-                Err(msg) => assert!(msg.contains(want), "{input:?}: expected {want:?} in {msg:?}"),
+                Err(msg) => assert!(
+                    msg.contains(want),
+                    "{input:?}: expected {want:?} in {msg:?}"
+                ),
                 Ok(c) => panic!("{input:?}: expected an error mentioning {want:?}, got {c:?}"),
             }
         }
@@ -322,7 +369,10 @@ mod tests {
         )) else {
             panic!("render should parse");
         };
-        assert_eq!((r.rows, r.paper, r.orientation), (10, Paper::Letter, Orientation::Landscape));
+        assert_eq!(
+            (r.rows, r.paper, r.orientation),
+            (10, Paper::Letter, Orientation::Landscape)
+        );
         assert_eq!(r.title, "Ελληνικά");
     }
 }

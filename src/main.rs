@@ -48,7 +48,8 @@ fn render(args: &RenderArgs) -> Result<(), String> {
         generated_at: SystemTime::now(),
     };
     let started = std::time::Instant::now();
-    let file = std::fs::File::create(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let file =
+        std::fs::File::create(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let mut out = std::io::BufWriter::new(file);
     let rendered = pdf::render(&report, &mut |_, _| true, &mut out)
         .map_err(|e| format!("render failed: {e}"))?;
@@ -76,7 +77,9 @@ fn render_fn() -> RenderFn {
         let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
         let rendered = pdf::render(&report, progress, &mut out).map_err(|e| e.to_string())?;
         std::io::Write::flush(&mut out).map_err(|e| format!("writing the PDF: {e}"))?;
-        Ok(RenderOutcome { pages: rendered.pages })
+        Ok(RenderOutcome {
+            pages: rendered.pages,
+        })
     })
 }
 
@@ -93,10 +96,10 @@ fn serve(cfg: ServeConfig) -> Result<(), String> {
         let listener = match Listener::from_systemd().map_err(|e| format!("systemd socket: {e}"))? {
             Some(l) => l,
             None => {
-                if let fastcgi::ListenAddr::Unix(path) = &cfg.listen {
-                    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                    }
+                if let fastcgi::ListenAddr::Unix(path) = &cfg.listen
+                    && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
                 }
                 Listener::bind(&cfg.listen, cfg.socket_mode)
                     .await
@@ -120,9 +123,15 @@ fn serve(cfg: ServeConfig) -> Result<(), String> {
             cfg.data_dir.display(),
             cfg.runner.slots
         );
-        fastcgi::serve(listener, app, cfg.fastcgi.clone(), cfg.shutdown_grace, stop.wait())
-            .await
-            .map_err(|e| format!("server: {e}"))?;
+        fastcgi::serve(
+            listener,
+            app,
+            cfg.fastcgi.clone(),
+            cfg.shutdown_grace,
+            stop.wait(),
+        )
+        .await
+        .map_err(|e| format!("server: {e}"))?;
         runner.drain(cfg.shutdown_grace).await;
         let _ = janitor.await;
         log::info!("stopped");

@@ -55,7 +55,13 @@ pub(crate) async fn run<S, H>(
     let (mut reader, writer) = tokio::io::split(stream);
     let (tx, rx) = mpsc::channel::<Out>(WRITE_QUEUE);
     let closed = Arc::new(Closed::default());
-    let writer_task = tokio::spawn(write_loop(writer, rx, closed.clone(), config.write_timeout, conn_id));
+    let writer_task = tokio::spawn(write_loop(
+        writer,
+        rx,
+        closed.clone(),
+        config.write_timeout,
+        conn_id,
+    ));
 
     let mut conn = Conn {
         conn_id,
@@ -161,16 +167,17 @@ impl<H: Handler> Conn<H> {
             if draining_for_shutdown && self.incoming.is_empty() {
                 return Stop::Shutdown;
             }
-            if let Some((_, drained)) = self.reject_drain {
-                if drained > DRAIN_LIMIT {
-                    return Stop::TooLarge;
-                }
+            if let Some((_, drained)) = self.reject_drain
+                && drained > DRAIN_LIMIT
+            {
+                return Stop::TooLarge;
             }
 
             // Mid-record or mid-request the peer must keep sending; between requests it may
             // idle for longer (nginx's upstream keepalive_timeout, 60 s by default, is below
             // our 75 s idle default so nginx closes first).
-            let mid_request = !buf.is_empty() || !self.incoming.is_empty() || self.reject_drain.is_some();
+            let mid_request =
+                !buf.is_empty() || !self.incoming.is_empty() || self.reject_drain.is_some();
             let (limit, what) = if mid_request {
                 (self.config.read_timeout, "stalled mid-request")
             } else {
@@ -202,14 +209,14 @@ impl<H: Handler> Conn<H> {
     async fn on_record(&mut self, rec: record::Record<'_>) -> Result<(), Stop> {
         let id = rec.header.request_id;
         let kind = rec.header.kind;
-        if let Some((drain_id, drained)) = &mut self.reject_drain {
-            if id == *drain_id {
-                *drained += rec.content.len();
-                if kind == record::STDIN && rec.content.is_empty() {
-                    return Err(Stop::TooLarge);
-                }
-                return Ok(());
+        if let Some((drain_id, drained)) = &mut self.reject_drain
+            && id == *drain_id
+        {
+            *drained += rec.content.len();
+            if kind == record::STDIN && rec.content.is_empty() {
+                return Err(Stop::TooLarge);
             }
+            return Ok(());
         }
         if id == 0 {
             return self.on_management(kind, rec.content).await;
@@ -226,7 +233,10 @@ impl<H: Handler> Conn<H> {
             | record::STDERR
             | record::GET_VALUES_RESULT
             | record::UNKNOWN_TYPE => {
-                log::debug!("conn {}: ignoring application-to-server record type {kind}", self.conn_id);
+                log::debug!(
+                    "conn {}: ignoring application-to-server record type {kind}",
+                    self.conn_id
+                );
                 Ok(())
             }
             _ => {
@@ -259,7 +269,10 @@ impl<H: Handler> Conn<H> {
         if self.incoming.contains_key(&id) || self.active.contains(id) {
             // Spec §3.3: a BEGIN_REQUEST for an active id is a web-server bug; ignoring it
             // keeps the running request intact.
-            log::warn!("conn {}: BEGIN_REQUEST for active request {id} ignored", self.conn_id);
+            log::warn!(
+                "conn {}: BEGIN_REQUEST for active request {id} ignored",
+                self.conn_id
+            );
             return Ok(());
         }
         let refuse = if begin.role != record::ROLE_RESPONDER {
@@ -270,14 +283,23 @@ impl<H: Handler> Conn<H> {
             None
         };
         if let Some(status) = refuse {
-            log::info!("conn {}: request {id} refused (role {}, status {status})", self.conn_id, begin.role);
+            log::info!(
+                "conn {}: request {id} refused (role {}, status {status})",
+                self.conn_id,
+                begin.role
+            );
             let mut out = Vec::new();
             record::push_end_request(&mut out, id, 0, status);
             return self.send(out, !begin.keep_conn).await;
         }
         self.incoming.insert(
             id,
-            Incoming { keep_conn: begin.keep_conn, params: Vec::new(), params_done: false, body: Vec::new() },
+            Incoming {
+                keep_conn: begin.keep_conn,
+                params: Vec::new(),
+                params_done: false,
+                body: Vec::new(),
+            },
         );
         Ok(())
     }
@@ -285,13 +307,19 @@ impl<H: Handler> Conn<H> {
     async fn on_abort(&mut self, id: u16) -> Result<(), Stop> {
         if let Some(req) = self.incoming.remove(&id) {
             // Not handed to a handler yet: end it here (spec §5.4).
-            log::info!("conn {}: request {id} aborted before its handler started", self.conn_id);
+            log::info!(
+                "conn {}: request {id} aborted before its handler started",
+                self.conn_id
+            );
             let mut out = Vec::new();
             record::push_end_request(&mut out, id, 0, record::REQUEST_COMPLETE);
             return self.send(out, !req.keep_conn).await;
         }
         if self.active.abort(id) {
-            log::info!("conn {}: request {id} aborted by the web server", self.conn_id);
+            log::info!(
+                "conn {}: request {id} aborted by the web server",
+                self.conn_id
+            );
         }
         Ok(())
     }
@@ -345,7 +373,10 @@ impl<H: Handler> Conn<H> {
             return Ok(());
         };
         let params = match pairs::decode(&req.params) {
-            Ok(p) => p.into_iter().map(|(n, v)| (n.to_vec(), v.to_vec())).collect(),
+            Ok(p) => p
+                .into_iter()
+                .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                .collect(),
             Err(e) => return Err(Stop::Malformed(e)),
         };
         let (abort_tx, abort_rx) = watch::channel(false);
@@ -361,7 +392,10 @@ impl<H: Handler> Conn<H> {
     /// then reads and discards the rest of its streams before closing (issue #2: "413, then
     /// close"); discarding first lets the web server finish writing and read the answer.
     async fn refuse_too_large(&mut self, id: u16, status: u16) -> Result<(), Stop> {
-        log::warn!("conn {}: request {id} over the size limit, answering {status}", self.conn_id);
+        log::warn!(
+            "conn {}: request {id} over the size limit, answering {status}",
+            self.conn_id
+        );
         self.incoming.remove(&id);
         let page = if status == 431 {
             "Status: 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n\r\nRequest header fields too large\n"
@@ -379,7 +413,10 @@ impl<H: Handler> Conn<H> {
     }
 
     async fn send(&self, bytes: Vec<u8>, close: bool) -> Result<(), Stop> {
-        self.tx.send(Out { bytes, close }).await.map_err(|_| Stop::Closed)
+        self.tx
+            .send(Out { bytes, close })
+            .await
+            .map_err(|_| Stop::Closed)
     }
 }
 

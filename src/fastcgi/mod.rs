@@ -73,9 +73,11 @@ impl Config {
     pub fn value(&self, name: &[u8]) -> Option<String> {
         match name {
             b"FCGI_MAX_CONNS" => Some(self.max_conns.to_string()),
-            b"FCGI_MAX_REQS" => {
-                Some(self.max_conns.saturating_mul(self.max_requests_per_conn).to_string())
-            }
+            b"FCGI_MAX_REQS" => Some(
+                self.max_conns
+                    .saturating_mul(self.max_requests_per_conn)
+                    .to_string(),
+            ),
             b"FCGI_MPXS_CONNS" => Some("1".to_string()),
             _ => None,
         }

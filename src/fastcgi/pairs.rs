@@ -4,6 +4,9 @@
 
 use super::record::ProtocolError;
 
+/// A name and its value, borrowed from the stream they were decoded from.
+pub type Pair<'a> = (&'a [u8], &'a [u8]);
+
 /// Decodes every pair in `buf`, borrowing names and values from it.
 ///
 /// Each length is checked against the bytes that remain before anything is sliced, so a
@@ -12,7 +15,7 @@ use super::record::ProtocolError;
 /// # Errors
 /// [`ProtocolError::TruncatedLength`] or [`ProtocolError::TruncatedPair`] when the stream ends
 /// inside a pair.
-pub fn decode(mut buf: &[u8]) -> Result<Vec<(&[u8], &[u8])>, ProtocolError> {
+pub fn decode(mut buf: &[u8]) -> Result<Vec<Pair<'_>>, ProtocolError> {
     let mut pairs = Vec::new();
     while !buf.is_empty() {
         let (name_len, rest) = read_len(buf)?;
@@ -88,21 +91,49 @@ mod tests {
     #[test]
     fn malformed_table() {
         let cases: Vec<(&str, Vec<u8>, ProtocolError)> = vec![
-            ("only a name length", vec![3], ProtocolError::TruncatedLength),
-            ("4-byte length cut short", vec![0x80, 0, 1], ProtocolError::TruncatedLength),
-            ("value length cut short", vec![1, 0x80, 0], ProtocolError::TruncatedLength),
-            ("name runs past the end", vec![5, 0, b'a', b'b'], ProtocolError::TruncatedPair),
-            ("value runs past the end", vec![1, 5, b'a', b'b'], ProtocolError::TruncatedPair),
+            (
+                "only a name length",
+                vec![3],
+                ProtocolError::TruncatedLength,
+            ),
+            (
+                "4-byte length cut short",
+                vec![0x80, 0, 1],
+                ProtocolError::TruncatedLength,
+            ),
+            (
+                "value length cut short",
+                vec![1, 0x80, 0],
+                ProtocolError::TruncatedLength,
+            ),
+            (
+                "name runs past the end",
+                vec![5, 0, b'a', b'b'],
+                ProtocolError::TruncatedPair,
+            ),
+            (
+                "value runs past the end",
+                vec![1, 5, b'a', b'b'],
+                ProtocolError::TruncatedPair,
+            ),
             (
                 "huge lengths are checked, not allocated",
                 vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, b'x'],
                 ProtocolError::TruncatedPair,
             ),
-            ("second pair truncated", vec![1, 1, b'a', b'b', 2], ProtocolError::TruncatedLength),
+            (
+                "second pair truncated",
+                vec![1, 1, b'a', b'b', 2],
+                ProtocolError::TruncatedLength,
+            ),
         ];
         for (name, input, want) in cases {
             let got = decode(&input);
-            assert_eq!(got, Err(want.clone()), "case {name:?}: expected {want:?}, got {got:?}");
+            assert_eq!(
+                got,
+                Err(want.clone()),
+                "case {name:?}: expected {want:?}, got {got:?}"
+            );
         }
     }
 

@@ -190,6 +190,7 @@ impl BeginRequest {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)] // table-driven cases spell out their types
 mod tests {
     use super::*;
 
@@ -203,21 +204,48 @@ mod tests {
     fn parse_table() {
         let mut full = header(PARAMS, 7, 3, 5);
         full.extend_from_slice(b"abc\0\0\0\0\0");
-        let cases: Vec<(&str, Vec<u8>, Result<Option<(u8, u16, &[u8], usize)>, ProtocolError>)> = vec![
+        let cases: Vec<(
+            &str,
+            Vec<u8>,
+            Result<Option<(u8, u16, &[u8], usize)>, ProtocolError>,
+        )> = vec![
             ("empty buffer", vec![], Ok(None)),
             ("half a header", vec![1, 4, 0], Ok(None)),
-            ("header only, content missing", header(PARAMS, 1, 3, 0), Ok(None)),
+            (
+                "header only, content missing",
+                header(PARAMS, 1, 3, 0),
+                Ok(None),
+            ),
             ("content but no padding yet", full[..11].to_vec(), Ok(None)),
-            ("whole record", full.clone(), Ok(Some((PARAMS, 7, b"abc", 16)))),
-            ("empty record", header(STDIN, 1, 0, 0), Ok(Some((STDIN, 1, b"", 8)))),
-            ("version 0", vec![0, 1, 0, 1, 0, 0, 0, 0], Err(ProtocolError::Version(0))),
-            ("version 2", vec![2, 1, 0, 1, 0, 0, 0, 0], Err(ProtocolError::Version(2))),
-            ("http bytes", b"GET / HTTP/1.1\r\n".to_vec(), Err(ProtocolError::Version(b'G'))),
+            (
+                "whole record",
+                full.clone(),
+                Ok(Some((PARAMS, 7, b"abc", 16))),
+            ),
+            (
+                "empty record",
+                header(STDIN, 1, 0, 0),
+                Ok(Some((STDIN, 1, b"", 8))),
+            ),
+            (
+                "version 0",
+                vec![0, 1, 0, 1, 0, 0, 0, 0],
+                Err(ProtocolError::Version(0)),
+            ),
+            (
+                "version 2",
+                vec![2, 1, 0, 1, 0, 0, 0, 0],
+                Err(ProtocolError::Version(2)),
+            ),
+            (
+                "http bytes",
+                b"GET / HTTP/1.1\r\n".to_vec(),
+                Err(ProtocolError::Version(b'G')),
+            ),
         ];
         for (name, input, want) in cases {
-            let got = parse(&input).map(|o| {
-                o.map(|(r, n)| (r.header.kind, r.header.request_id, r.content, n))
-            });
+            let got = parse(&input)
+                .map(|o| o.map(|(r, n)| (r.header.kind, r.header.request_id, r.content, n)));
             assert_eq!(got, want, "case {name:?}: expected {want:?}, got {got:?}");
         }
     }
@@ -264,9 +292,27 @@ mod tests {
     #[test]
     fn begin_request_table() {
         let cases: Vec<(&[u8], Result<BeginRequest, ProtocolError>)> = vec![
-            (&[0, 1, 1, 0, 0, 0, 0, 0], Ok(BeginRequest { role: 1, keep_conn: true })),
-            (&[0, 1, 0, 0, 0, 0, 0, 0], Ok(BeginRequest { role: 1, keep_conn: false })),
-            (&[0, 3, 0xfe, 0, 0, 0, 0, 0], Ok(BeginRequest { role: 3, keep_conn: false })),
+            (
+                &[0, 1, 1, 0, 0, 0, 0, 0],
+                Ok(BeginRequest {
+                    role: 1,
+                    keep_conn: true,
+                }),
+            ),
+            (
+                &[0, 1, 0, 0, 0, 0, 0, 0],
+                Ok(BeginRequest {
+                    role: 1,
+                    keep_conn: false,
+                }),
+            ),
+            (
+                &[0, 3, 0xfe, 0, 0, 0, 0, 0],
+                Ok(BeginRequest {
+                    role: 3,
+                    keep_conn: false,
+                }),
+            ),
             (&[0, 1, 1], Err(ProtocolError::BeginLength(3))),
             (&[], Err(ProtocolError::BeginLength(0))),
             (&[0; 9], Err(ProtocolError::BeginLength(9))),
@@ -280,6 +326,9 @@ mod tests {
     fn end_request_layout() {
         let mut out = Vec::new();
         push_end_request(&mut out, 0x0102, 0x0a0b0c0d, UNKNOWN_ROLE);
-        assert_eq!(out, [1, 3, 1, 2, 0, 8, 0, 0, 0x0a, 0x0b, 0x0c, 0x0d, 3, 0, 0, 0]);
+        assert_eq!(
+            out,
+            [1, 3, 1, 2, 0, 8, 0, 0, 0x0a, 0x0b, 0x0c, 0x0d, 3, 0, 0, 0]
+        );
     }
 }

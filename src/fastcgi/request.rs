@@ -61,7 +61,9 @@ impl Active {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u16, watch::Sender<bool>>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u16, watch::Sender<bool>>> {
         // A poisoned map only means a thread panicked while holding it; the map itself is
         // always consistent (single insert/remove calls), so keep using it.
         self.map.lock().unwrap_or_else(|e| e.into_inner())
@@ -84,7 +86,12 @@ impl Request {
         body: Vec<u8>,
         abort: Abort,
     ) -> Request {
-        Request { id, params, body, abort }
+        Request {
+            id,
+            params,
+            body,
+            abort,
+        }
     }
 
     /// The FastCGI request id (unique on its connection while the request is active).
@@ -94,7 +101,8 @@ impl Request {
 
     /// The value of a CGI param, if present and UTF-8.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.param_bytes(name).and_then(|v| std::str::from_utf8(v).ok())
+        self.param_bytes(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
     }
 
     /// The raw bytes of a CGI param.
@@ -107,7 +115,9 @@ impl Request {
 
     /// Every param, in the order the web server sent them.
     pub fn params(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.params.iter().map(|(n, v)| (n.as_slice(), v.as_slice()))
+        self.params
+            .iter()
+            .map(|(n, v)| (n.as_slice(), v.as_slice()))
     }
 
     /// The request body (FCGI_STDIN), complete.
@@ -166,7 +176,12 @@ pub struct Response {
 }
 
 impl Response {
-    pub(crate) fn new(id: u16, keep_conn: bool, tx: mpsc::Sender<Out>, active: Arc<Active>) -> Self {
+    pub(crate) fn new(
+        id: u16,
+        keep_conn: bool,
+        tx: mpsc::Sender<Out>,
+        active: Arc<Active>,
+    ) -> Self {
         Response {
             id,
             keep_conn,
@@ -185,7 +200,8 @@ impl Response {
     /// or a name is empty or holds ':'; nothing is written then.
     pub fn write_head(&mut self, status: u16, headers: &[(&str, &str)]) -> Result<(), Error> {
         for (name, value) in headers {
-            let bad_name = name.is_empty() || name.bytes().any(|b| b <= b' ' || b == b':' || b >= 0x7f);
+            let bad_name =
+                name.is_empty() || name.bytes().any(|b| b <= b' ' || b == b':' || b >= 0x7f);
             let bad_value = value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0);
             if bad_name || bad_value {
                 return Err(Error::InvalidHeader(name.to_string()));
@@ -229,7 +245,10 @@ impl Response {
         record::push_stream(&mut out, record::STDOUT, self.id, &self.buf);
         self.buf.clear();
         self.tx
-            .send(Out { bytes: out, close: false })
+            .send(Out {
+                bytes: out,
+                close: false,
+            })
             .await
             .map_err(|_| Error::Closed)
     }
@@ -265,7 +284,10 @@ impl Response {
         if !self.active.remove(self.id) {
             return None;
         }
-        Some(Out { bytes: out, close: !self.keep_conn })
+        Some(Out {
+            bytes: out,
+            close: !self.keep_conn,
+        })
     }
 }
 

@@ -56,7 +56,10 @@ impl fmt::Display for ListenAddr {
 #[derive(Debug)]
 pub enum Listener {
     /// A unix socket; `path` is removed on drop when we created it.
-    Unix { listener: UnixListener, path: Option<PathBuf> },
+    Unix {
+        listener: UnixListener,
+        path: Option<PathBuf>,
+    },
     Tcp(TcpListener),
 }
 
@@ -74,7 +77,10 @@ impl Listener {
                 remove_stale_socket(path).await?;
                 let listener = UnixListener::bind(path)?;
                 std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-                Ok(Listener::Unix { listener, path: Some(path.clone()) })
+                Ok(Listener::Unix {
+                    listener,
+                    path: Some(path.clone()),
+                })
             }
         }
     }
@@ -155,10 +161,16 @@ fn systemd_fd() -> io::Result<Listener> {
         .map(|m| m.file_type().is_socket())
         .unwrap_or(false);
     if !is_socket {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "LISTEN_FDS is set but fd 3 is not a socket"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "LISTEN_FDS is set but fd 3 is not a socket",
+        ));
     }
     if TAKEN.swap(true, Ordering::SeqCst) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "the systemd socket was already taken"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the systemd socket was already taken",
+        ));
     }
     // SAFETY: systemd's socket activation protocol passes fd 3 open to this process
     // (LISTEN_PID was checked by the caller); /proc confirmed it is a socket, and TAKEN makes
@@ -173,7 +185,10 @@ fn systemd_fd() -> io::Result<Listener> {
     }
     let unix = std::os::unix::net::UnixListener::from(OwnedFd::from(tcp));
     unix.set_nonblocking(true)?;
-    Ok(Listener::Unix { listener: UnixListener::from_std(unix)?, path: None })
+    Ok(Listener::Unix {
+        listener: UnixListener::from_std(unix)?,
+        path: None,
+    })
 }
 
 /// Accepts connections until `shutdown` resolves, serving each in its own task; then stops
@@ -270,8 +285,14 @@ mod tests {
     #[test]
     fn listen_addr_table() {
         let cases = [
-            ("unix:/run/x.sock", Ok(ListenAddr::Unix("/run/x.sock".into()))),
-            ("tcp:127.0.0.1:9000", Ok(ListenAddr::Tcp("127.0.0.1:9000".into()))),
+            (
+                "unix:/run/x.sock",
+                Ok(ListenAddr::Unix("/run/x.sock".into())),
+            ),
+            (
+                "tcp:127.0.0.1:9000",
+                Ok(ListenAddr::Tcp("127.0.0.1:9000".into())),
+            ),
             ("unix:", Err(())),
             ("tcp:9000", Err(())),
             ("/run/x.sock", Err(())),

@@ -10,10 +10,10 @@ use tokio::sync::oneshot;
 use super::*;
 use crate::jobs::job::tests::params;
 use crate::jobs::runner::tests::{
-    Event, Gate, config, gated_render, pages_render, runner, wait_final,
+    Event, Gate, config, gated_render, pages_render, runner, wait_final, wait_until,
 };
 use crate::jobs::test_util::TempDir;
-use crate::jobs::{RenderFn, RenderOutcome, RunnerConfig, State, Store};
+use crate::jobs::{RenderFn, RunnerConfig, State, Store};
 
 const HOUR_MS: u64 = 60 * 60 * 1000;
 
@@ -311,8 +311,7 @@ async fn the_janitor_respects_the_queue_limit() {
     assert!(runner.inner.sweep().is_empty(), "still full");
     gate.open(&title);
     assert_eq!(wait_final(&store, taken).await.state, State::Done);
-    super::super::runner::tests::wait_until("the place frees", || runner.progress(taken).is_none())
-        .await;
+    wait_until("the place frees", || runner.progress(taken).is_none()).await;
     let found: Vec<JobId> = runner.inner.sweep().iter().map(Pending::id).collect();
     assert_eq!(found, vec![other]);
 }
@@ -326,37 +325,30 @@ async fn a_ready_shutdown_ends_the_janitor() {
         .expect("returns when shutdown fires");
 }
 
-#[test]
-fn recovered_jobs_over_this_workers_limits_fail_instead_of_running() {
+#[tokio::test]
+async fn recovered_jobs_over_this_workers_limits_fail_instead_of_running() {
     // A record written by a worker with a larger page cap.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let dir = TempDir::new();
-        let store = Store::open(&dir.0).expect("store");
-        let big = Job::new(params("huge", 500), 500);
-        store.create(&big).expect("create");
-        let render: RenderFn = Arc::new(|_, _, _| Ok(RenderOutcome { pages: 1 }));
-        let (render, renders) = counted(render);
-        let runner = runner(
-            &dir,
-            render,
-            RunnerConfig {
-                max_pages: 100,
-                ..config()
-            },
-        );
-        for pending in runner.inner.sweep() {
-            runner.start(pending);
-        }
-        let job = wait_final(&store, big.id).await;
-        assert_eq!(job.state, State::Failed);
-        assert!(
-            job.error.as_deref().unwrap_or("").contains("at most 100"),
-            "{job:?}"
-        );
-        assert_eq!(renders.load(Ordering::SeqCst), 0);
-    });
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).expect("store");
+    let big = Job::new(params("huge", 500), 500);
+    store.create(&big).expect("create");
+    let (render, renders) = counted(pages_render());
+    let runner = runner(
+        &dir,
+        render,
+        RunnerConfig {
+            max_pages: 100,
+            ..config()
+        },
+    );
+    for pending in runner.inner.sweep() {
+        runner.start(pending);
+    }
+    let job = wait_final(&store, big.id).await;
+    assert_eq!(job.state, State::Failed);
+    assert!(
+        job.error.as_deref().unwrap_or("").contains("at most 100"),
+        "{job:?}"
+    );
+    assert_eq!(renders.load(Ordering::SeqCst), 0);
 }

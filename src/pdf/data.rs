@@ -25,7 +25,14 @@ pub struct Row {
 pub const MAX_DESCRIPTION_CHARS: usize = 40;
 
 const VERBS: [&str; 8] = [
-    "Quarterly", "Monthly", "Annual", "Urgent", "Deferred", "Partial", "Prepaid", "Adjusted",
+    "Quarterly",
+    "Monthly",
+    "Annual",
+    "Urgent",
+    "Deferred",
+    "Partial",
+    "Prepaid",
+    "Adjusted",
 ];
 const NOUNS: [&str; 12] = [
     "license renewal",
@@ -41,7 +48,14 @@ const NOUNS: [&str; 12] = [
     "printer toner",
     "catering",
 ];
-const SUFFIXES: [&str; 6] = ["", " (EU)", " - batch 2", " for Berlin", " incl. VAT", " - late"];
+const SUFFIXES: [&str; 6] = [
+    "",
+    " (EU)",
+    " - batch 2",
+    " for Berlin",
+    " incl. VAT",
+    " - late",
+];
 pub(crate) const CATEGORIES: [&str; 6] = [
     "Hardware", "Software", "Services", "Travel", "Office", "Refund",
 ];
@@ -78,7 +92,11 @@ fn amount_for(i: u32) -> i64 {
     let h = mix(i, 3);
     // 1.00 .. 9,999.99; roughly one row in seven is a refund or correction.
     let magnitude = 100 + (h % 999_900) as i64;
-    if (h >> 40) % 7 == 0 { -magnitude } else { magnitude }
+    if (h >> 40).is_multiple_of(7) {
+        -magnitude
+    } else {
+        magnitude
+    }
 }
 
 /// Row `i` (1-based; `0` is accepted and behaves like any other index).
@@ -91,7 +109,7 @@ pub fn sample_row(i: u32) -> Row {
     description.push(' ');
     description.push_str(pick(&NOUNS, h >> 8));
     description.push_str(pick(&SUFFIXES, h >> 16));
-    let category = if amount_for(i) < 0 && (h >> 24) % 2 == 0 {
+    let category = if amount_for(i) < 0 && (h >> 24).is_multiple_of(2) {
         "Refund"
     } else {
         pick(&CATEGORIES[..5], h >> 32)
@@ -218,14 +236,25 @@ mod tests {
             );
             assert!(CATEGORIES.contains(&a.category));
             assert_eq!(a.date.len(), 10, "row {i}: {:?}", a.date);
-            for ch in a.description.chars().chain(a.date.chars()).chain(a.category.chars()) {
-                assert!(FIXED_ALPHABET.contains(ch), "row {i}: {ch:?} not in FIXED_ALPHABET");
+            for ch in a
+                .description
+                .chars()
+                .chain(a.date.chars())
+                .chain(a.category.chars())
+            {
+                assert!(
+                    FIXED_ALPHABET.contains(ch),
+                    "row {i}: {ch:?} not in FIXED_ALPHABET"
+                );
             }
             if a.amount_cents < 0 {
                 negatives += 1;
             }
         }
-        assert!(negatives > 100, "expected some negative amounts, got {negatives}");
+        assert!(
+            negatives > 100,
+            "expected some negative amounts, got {negatives}"
+        );
         assert_eq!(sample_row(1).date, "2024-01-01");
         assert_eq!(sample_row(3).date, "2024-01-01");
         assert_eq!(sample_row(4).date, "2024-01-02");

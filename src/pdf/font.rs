@@ -36,7 +36,11 @@ impl Face {
         if parsed.units_per_em == 0 {
             return Err(format!("embedded font {name} has unitsPerEm 0"));
         }
-        let mut face = Face { name, parsed, ascii_units: [MISSING_GLYPH_UNITS; 128] };
+        let mut face = Face {
+            name,
+            parsed,
+            ascii_units: [MISSING_GLYPH_UNITS; 128],
+        };
         let mut table = [MISSING_GLYPH_UNITS; 128];
         for (cp, slot) in table.iter_mut().enumerate() {
             // `cp` < 128, so it is always a valid char.
@@ -70,7 +74,8 @@ impl Face {
     /// Advance of `text` in thousandths of an em (saturating; a title is at most a few hundred
     /// characters, but nothing here may overflow on hostile input).
     pub(crate) fn units(&self, text: &str) -> u32 {
-        text.chars().fold(0u32, |acc, c| acc.saturating_add(self.char_units(c)))
+        text.chars()
+            .fold(0u32, |acc, c| acc.saturating_add(self.char_units(c)))
     }
 
     /// The face to embed in a document whose variable text is `text`: outlines are kept only
@@ -92,7 +97,10 @@ impl Face {
                 font.font_name = Some(format!("{}+{}", subset_tag(&used), self.name));
             }
             None => {
-                log::warn!("pdf: stripping {} failed; embedding the whole font", self.name);
+                log::warn!(
+                    "pdf: stripping {} failed; embedding the whole font",
+                    self.name
+                );
                 font.font_name = Some(self.name.to_string());
             }
         }
@@ -160,10 +168,16 @@ mod tests {
             assert_eq!(f.regular.char_units(d), zero, "digit {d}");
         }
         assert!(f.bold.units("Total") > f.regular.units("Total"));
-        assert_eq!(f.regular.units("ab"), f.regular.char_units('a') + f.regular.char_units('b'));
+        assert_eq!(
+            f.regular.units("ab"),
+            f.regular.char_units('a') + f.regular.char_units('b')
+        );
         // Greek, Cyrillic and the euro sign are in DejaVu Sans.
         for c in ['Ω', 'Ж', '€', '✓'] {
-            assert!(f.regular.parsed.lookup_glyph_index(u32::from(c)).is_some(), "{c}");
+            assert!(
+                f.regular.parsed.lookup_glyph_index(u32::from(c)).is_some(),
+                "{c}"
+            );
         }
     }
 }

@@ -118,12 +118,33 @@ impl Columns {
     pub(crate) fn for_width(page_w: f32) -> Columns {
         let left = MARGIN;
         let right = page_w - MARGIN;
-        let index = Column { left, right: left + 55.0 };
-        let date = Column { left: index.right, right: index.right + 70.0 };
-        let amount = Column { left: right - 90.0, right };
-        let category = Column { left: amount.left - 80.0, right: amount.left };
-        let description = Column { left: date.right, right: category.left };
-        Columns { index, date, description, category, amount }
+        let index = Column {
+            left,
+            right: left + 55.0,
+        };
+        let date = Column {
+            left: index.right,
+            right: index.right + 70.0,
+        };
+        let amount = Column {
+            left: right - 90.0,
+            right,
+        };
+        let category = Column {
+            left: amount.left - 80.0,
+            right: amount.left,
+        };
+        let description = Column {
+            left: date.right,
+            right: category.left,
+        };
+        Columns {
+            index,
+            date,
+            description,
+            category,
+            amount,
+        }
     }
 
     pub(crate) fn table_left(&self) -> f32 {
@@ -147,12 +168,18 @@ pub(crate) struct FittedTitle {
 /// ellipsis (the full title is always in the document metadata).
 pub(crate) fn fit_title(face: &Face, title: &str, max_w: f32) -> FittedTitle {
     // Control characters have no glyph and would only draw .notdef boxes.
-    let clean: String = title.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let clean: String = title
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     let clean = clean.trim();
     let units = face.units(clean) as f32;
     for size in (10..=18).rev().map(|s| s as f32) {
         if units * size / 1000.0 <= max_w {
-            return FittedTitle { size, lines: vec![clean.to_string()] };
+            return FittedTitle {
+                size,
+                lines: vec![clean.to_string()],
+            };
         }
     }
     for size in (6..=13).rev().map(|s| s as f32) {
@@ -182,13 +209,23 @@ fn wrap(face: &Face, text: &str, size: f32, max_w: f32) -> Vec<String> {
     let mut line_units = 0u32;
     for word in text.split(' ').filter(|w| !w.is_empty()) {
         let word_units = face.units(word);
-        let space_units = if line.is_empty() { 0 } else { face.char_units(' ') };
-        if line_units.saturating_add(space_units).saturating_add(word_units) <= max_units {
+        let space_units = if line.is_empty() {
+            0
+        } else {
+            face.char_units(' ')
+        };
+        if line_units
+            .saturating_add(space_units)
+            .saturating_add(word_units)
+            <= max_units
+        {
             if !line.is_empty() {
                 line.push(' ');
             }
             line.push_str(word);
-            line_units = line_units.saturating_add(space_units).saturating_add(word_units);
+            line_units = line_units
+                .saturating_add(space_units)
+                .saturating_add(word_units);
             continue;
         }
         if !line.is_empty() {
@@ -225,7 +262,10 @@ mod tests {
         for paper in [Paper::A4, Paper::Letter] {
             let p = Capacity::of(paper, Orientation::Portrait);
             let l = Capacity::of(paper, Orientation::Landscape);
-            assert!(l.rest < p.rest, "{paper:?}: landscape {l:?} vs portrait {p:?}");
+            assert!(
+                l.rest < p.rest,
+                "{paper:?}: landscape {l:?} vs portrait {p:?}"
+            );
             assert!(l.first >= 1);
         }
     }

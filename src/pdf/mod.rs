@@ -178,8 +178,9 @@ pub fn page_count(rows: u32, paper: Paper, orientation: Orientation) -> u32 {
 ///
 /// `progress(pages_done, pages_total)` is called after each page is laid out; returning `false`
 /// stops the render with [`RenderError::Cancelled`] before anything is written. Serialising the
-/// laid-out document (compression, font embedding) happens after the last call and cannot be
-/// interrupted; it takes roughly as long as the layout.
+/// laid-out document (content encoding, compression) happens after the last call, cannot be
+/// interrupted, and is most of the work: ~0.8 s of ~0.9 s for 1,000 A4 pages in a release
+/// build, so a deadline checked only in `progress` can be overrun by that much.
 ///
 /// # Errors
 /// [`RenderError::Cancelled`] as above, [`RenderError::Pdf`] if printpdf reports an error while
@@ -225,11 +226,17 @@ pub fn render(
     let mut lo = doc.to_lopdf_document(&opts, &mut warnings);
     // The page ops are now encoded into content streams; free them before compressing.
     drop(doc);
-    if let Some(w) = warnings.iter().find(|w| w.severity == PdfParseErrorSeverity::Error) {
+    if let Some(w) = warnings
+        .iter()
+        .find(|w| w.severity == PdfParseErrorSeverity::Error)
+    {
         return Err(RenderError::Pdf(w.msg.clone()));
     }
     lo.compress();
-    let mut sink = Sink { inner: io::BufWriter::with_capacity(64 * 1024, out), error: None };
+    let mut sink = Sink {
+        inner: io::BufWriter::with_capacity(64 * 1024, out),
+        error: None,
+    };
     let saved = lo.save_to(&mut sink);
     // lopdf wraps I/O failures in its own error type; the sink kept the original.
     if let Some(e) = sink.error.take() {
@@ -347,7 +354,12 @@ struct TjLine<'f> {
 
 impl<'f> TjLine<'f> {
     fn new(face: &'f Face, size: f32, cells: usize) -> Self {
-        TjLine { face, size, pen: 0.0, items: Vec::with_capacity(cells * 2) }
+        TjLine {
+            face,
+            size,
+            pen: 0.0,
+            items: Vec::with_capacity(cells * 2),
+        }
     }
 
     /// Place `text` so that it starts at `x` (relative to the line start).
@@ -400,7 +412,11 @@ impl<'a> Painter<'a> {
         let is_first = page_no == 1;
         let is_last = page_no == self.total_pages;
         let top = self.page_h - MARGIN;
-        let header_top = if is_first { top - layout::TITLE_SLOTS as f32 * ROW_H } else { top };
+        let header_top = if is_first {
+            top - layout::TITLE_SLOTS as f32 * ROW_H
+        } else {
+            top
+        };
         // Slot 0 is the header row, slots 1..=count the body rows, slot count + 1 the totals.
         let bottom = |slot: u32| header_top - (slot + 1) as f32 * ROW_H;
         let left = self.cols.table_left();
@@ -424,7 +440,11 @@ impl<'a> Painter<'a> {
         ops.push(fill(0.0));
 
         ops.push(Op::StartTextSection);
-        let mut cur = TextCursor { line_x: 0.0, line_y: 0.0, font: None };
+        let mut cur = TextCursor {
+            line_x: 0.0,
+            line_y: 0.0,
+            font: None,
+        };
         if is_first {
             self.title_block(&mut ops, &mut cur, top);
         }
@@ -467,7 +487,9 @@ impl<'a> Painter<'a> {
         self.set_font(&mut ops, &mut cur, false, FOOTER_SIZE);
         let fw = self.fonts.regular.width(&footer, FOOTER_SIZE);
         self.move_to(&mut ops, &mut cur, (self.page_w - fw) / 2.0, MARGIN / 2.0);
-        ops.push(Op::ShowText { items: vec![TextItem::Text(footer)] });
+        ops.push(Op::ShowText {
+            items: vec![TextItem::Text(footer)],
+        });
         ops.push(Op::EndTextSection);
         ops
     }
@@ -475,21 +497,28 @@ impl<'a> Painter<'a> {
     /// Title (one or two lines), generation time and row count, above the table on page 1.
     fn title_block(&self, ops: &mut Vec<Op>, cur: &mut TextCursor, top: f32) {
         let left = self.cols.table_left();
-        let fitted = layout::fit_title(&self.fonts.bold, self.report.title, self.cols.table_width());
+        let fitted =
+            layout::fit_title(&self.fonts.bold, self.report.title, self.cols.table_width());
         self.set_font(ops, cur, true, fitted.size);
         let mut base = top - fitted.size;
         for line in fitted.lines {
             self.move_to(ops, cur, left, base);
-            ops.push(Op::ShowText { items: vec![TextItem::Text(line)] });
+            ops.push(Op::ShowText {
+                items: vec![TextItem::Text(line)],
+            });
             base -= fitted.size * 1.2;
         }
         self.set_font(ops, cur, false, INFO_SIZE);
         let generated = format!("Generated {}", format_utc(self.report.generated_at));
         self.move_to(ops, cur, left, top - 50.0);
-        ops.push(Op::ShowText { items: vec![TextItem::Text(generated)] });
+        ops.push(Op::ShowText {
+            items: vec![TextItem::Text(generated)],
+        });
         let rows = format!("Rows: {}", self.report.rows);
         self.move_to(ops, cur, left, top - 64.0);
-        ops.push(Op::ShowText { items: vec![TextItem::Text(rows)] });
+        ops.push(Op::ShowText {
+            items: vec![TextItem::Text(rows)],
+        });
     }
 
     fn set_font(&self, ops: &mut Vec<Op>, cur: &mut TextCursor, bold: bool, size: f32) {
@@ -499,19 +528,32 @@ impl<'a> Painter<'a> {
         }
         cur.font = Some(key);
         let id = if bold { &self.bold } else { &self.regular };
-        ops.push(Op::SetFont { font: PdfFontHandle::External(id.clone()), size: Pt(size) });
+        ops.push(Op::SetFont {
+            font: PdfFontHandle::External(id.clone()),
+            size: Pt(size),
+        });
     }
 
     /// `Td` is relative to the start of the current line, so track where that is.
     fn move_to(&self, ops: &mut Vec<Op>, cur: &mut TextCursor, x: f32, y: f32) {
-        ops.push(Op::SetTextCursor { pos: Point { x: Pt(x - cur.line_x), y: Pt(y - cur.line_y) } });
+        ops.push(Op::SetTextCursor {
+            pos: Point {
+                x: Pt(x - cur.line_x),
+                y: Pt(y - cur.line_y),
+            },
+        });
         cur.line_x = x;
         cur.line_y = y;
     }
 }
 
 fn fill(grey: f32) -> Op {
-    Op::SetFillColor { col: Color::Greyscale(Greyscale { percent: grey, icc_profile: None }) }
+    Op::SetFillColor {
+        col: Color::Greyscale(Greyscale {
+            percent: grey,
+            icc_profile: None,
+        }),
+    }
 }
 
 /// A filled rectangle with its lower-left corner at (`x`, `y`).

@@ -16,8 +16,9 @@ use std::collections::BTreeSet;
 /// Tables copied unchanged. ISO 32000-1 §9.9 lists what a TrueType program embedded in a PDF
 /// needs (`head hhea loca maxp cvt prep glyf hmtx fpgm`); `cmap` and `OS/2` are kept for
 /// viewers that consult them anyway. `post` is rewritten (see below).
-const KEEP: [&[u8; 4]; 9] =
-    [b"OS/2", b"cmap", b"cvt ", b"fpgm", b"head", b"hhea", b"hmtx", b"maxp", b"prep"];
+const KEEP: [&[u8; 4]; 9] = [
+    b"OS/2", b"cmap", b"cvt ", b"fpgm", b"head", b"hhea", b"hmtx", b"maxp", b"prep",
+];
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
     let s = b.get(at..at.checked_add(2)?)?;
@@ -50,9 +51,15 @@ fn find<'a>(tables: &[([u8; 4], &'a [u8])], tag: &[u8; 4]) -> Option<&'a [u8]> {
 /// Glyph `gid`'s byte range in `glyf`, per `loca` (empty for glyphs without outline).
 fn glyph_range(loca: &[u8], long: bool, gid: usize) -> Option<(usize, usize)> {
     let (start, end) = if long {
-        (u32_at(loca, gid * 4)? as usize, u32_at(loca, gid * 4 + 4)? as usize)
+        (
+            u32_at(loca, gid * 4)? as usize,
+            u32_at(loca, gid * 4 + 4)? as usize,
+        )
     } else {
-        (usize::from(u16_at(loca, gid * 2)?) * 2, usize::from(u16_at(loca, gid * 2 + 2)?) * 2)
+        (
+            usize::from(u16_at(loca, gid * 2)?) * 2,
+            usize::from(u16_at(loca, gid * 2 + 2)?) * 2,
+        )
     };
     (start <= end).then_some((start, end))
 }
@@ -74,7 +81,11 @@ fn components(glyph: &[u8]) -> Option<Vec<u16>> {
         let flags = u16_at(glyph, at)?;
         out.push(u16_at(glyph, at + 2)?);
         at += 4;
-        at += if flags & ARG_1_AND_2_ARE_WORDS != 0 { 4 } else { 2 };
+        at += if flags & ARG_1_AND_2_ARE_WORDS != 0 {
+            4
+        } else {
+            2
+        };
         if flags & WE_HAVE_A_SCALE != 0 {
             at += 2;
         } else if flags & WE_HAVE_AN_X_AND_Y_SCALE != 0 {
@@ -140,7 +151,9 @@ pub(crate) fn strip_unused_glyphs(font: &[u8], used: &BTreeSet<u16>) -> Option<V
 
     let mut new_head = head.to_vec();
     // indexToLocFormat = 1 (long offsets); checkSumAdjustment is recomputed below.
-    new_head.get_mut(50..52)?.copy_from_slice(&1u16.to_be_bytes());
+    new_head
+        .get_mut(50..52)?
+        .copy_from_slice(&1u16.to_be_bytes());
     new_head.get_mut(8..12)?.copy_from_slice(&[0; 4]);
 
     // post version 3.0: no glyph names (the 60 KB of names serve no purpose in a PDF); the
@@ -166,7 +179,7 @@ pub(crate) fn strip_unused_glyphs(font: &[u8], used: &BTreeSet<u16>) -> Option<V
         }
     }
     // The directory must be sorted by tag; the input's order is kept, so sort to be sure.
-    out_tables.sort_by(|a, b| a.0.cmp(&b.0));
+    out_tables.sort_by_key(|t| t.0);
 
     let n = u16::try_from(out_tables.len()).ok()?;
     let entry_selector = 15 - n.max(1).leading_zeros() as u16; // floor(log2(n))
@@ -195,7 +208,8 @@ pub(crate) fn strip_unused_glyphs(font: &[u8], used: &BTreeSet<u16>) -> Option<V
     }
     let adjust = 0xB1B0_AFBAu32.wrapping_sub(checksum(&out));
     let at = head_at? + 8;
-    out.get_mut(at..at + 4)?.copy_from_slice(&adjust.to_be_bytes());
+    out.get_mut(at..at + 4)?
+        .copy_from_slice(&adjust.to_be_bytes());
     Some(out)
 }
 
@@ -212,13 +226,24 @@ mod tests {
             .filter_map(|c| f.regular.parsed.lookup_glyph_index(u32::from(c)))
             .collect();
         let small = strip_unused_glyphs(full, &used).expect("DejaVu is plain TrueType");
-        assert!(small.len() < full.len() / 4, "{} vs {}", small.len(), full.len());
+        assert!(
+            small.len() < full.len() / 4,
+            "{} vs {}",
+            small.len(),
+            full.len()
+        );
         assert_eq!(checksum(&small), 0xB1B0_AFBA, "whole-font checksum");
 
         let t_full = tables(full).expect("tables");
         let t_small = tables(&small).expect("tables of the stripped font");
-        let (lf, gf) = (find(&t_full, b"loca").expect("loca"), find(&t_full, b"glyf").expect("glyf"));
-        let (ls, gs) = (find(&t_small, b"loca").expect("loca"), find(&t_small, b"glyf").expect("glyf"));
+        let (lf, gf) = (
+            find(&t_full, b"loca").expect("loca"),
+            find(&t_full, b"glyf").expect("glyf"),
+        );
+        let (ls, gs) = (
+            find(&t_small, b"loca").expect("loca"),
+            find(&t_small, b"glyf").expect("glyf"),
+        );
         let long_full = u16_at(find(&t_full, b"head").expect("head"), 50) != Some(0);
         for &gid in &used {
             let (a, b) = glyph_range(lf, long_full, usize::from(gid)).expect("range");
@@ -229,7 +254,10 @@ mod tests {
         // printpdf can still read it (it parses the embedded bytes when building /W).
         let mut warnings = Vec::new();
         let parsed = printpdf::ParsedFont::from_bytes(&small, 0, &mut warnings);
-        assert!(parsed.is_some(), "stripped font does not parse: {warnings:?}");
+        assert!(
+            parsed.is_some(),
+            "stripped font does not parse: {warnings:?}"
+        );
     }
 
     #[test]

@@ -55,6 +55,16 @@ fn names_round_trip() {
     for o in ORIENTATIONS {
         assert_eq!(o.as_str().parse::<Orientation>(), Ok(o));
     }
+    // serde uses the same lowercase names (job records store them).
+    assert_eq!(
+        serde_json::to_string(&Paper::Letter).ok().as_deref(),
+        Some("\"letter\"")
+    );
+    assert_eq!(
+        serde_json::from_str::<Orientation>("\"landscape\"").ok(),
+        Some(Orientation::Landscape)
+    );
+    assert!(serde_json::from_str::<Paper>("\"A4\"").is_err());
     for bad in ["A4", "Letter", "", "a4 ", "legal", "Portrait"] {
         assert!(bad.parse::<Paper>().is_err(), "{bad:?}");
         assert!(bad.parse::<Orientation>().is_err(), "{bad:?}");
@@ -66,22 +76,38 @@ fn page_plan_covers_every_row_once() {
     for paper in PAPERS {
         for orientation in ORIENTATIONS {
             let c = Capacity::of(paper, orientation);
-            for rows in interesting_rows(c).into_iter().chain([u32::MAX - 1, u32::MAX]) {
+            for rows in interesting_rows(c)
+                .into_iter()
+                .chain([u32::MAX - 1, u32::MAX])
+            {
                 let pages = page_count(rows, paper, orientation);
                 let mut next = 1u64;
                 // Walking u32::MAX rows page by page is ~100M iterations; spot-check instead.
-                let walk = if rows > 100_000 { [1, pages - 1, pages].to_vec() } else {
+                let walk = if rows > 100_000 {
+                    [1, pages - 1, pages].to_vec()
+                } else {
                     (1..=pages).collect()
                 };
                 for p in walk {
                     let (first, count) = c.rows_on(p, rows);
                     if rows <= 100_000 {
-                        assert_eq!(u64::from(first), next, "{paper:?} {orientation:?} rows={rows} page {p}");
+                        assert_eq!(
+                            u64::from(first),
+                            next,
+                            "{paper:?} {orientation:?} rows={rows} page {p}"
+                        );
                     }
-                    assert!(count > 0 || rows == 0, "{paper:?} {orientation:?} rows={rows}: page {p} is empty");
+                    assert!(
+                        count > 0 || rows == 0,
+                        "{paper:?} {orientation:?} rows={rows}: page {p} is empty"
+                    );
                     next = u64::from(first) + u64::from(count);
                 }
-                assert_eq!(next, u64::from(rows) + 1, "{paper:?} {orientation:?} rows={rows}: rows left over");
+                assert_eq!(
+                    next,
+                    u64::from(rows) + 1,
+                    "{paper:?} {orientation:?} rows={rows}: rows left over"
+                );
                 assert_eq!(c.rows_on(pages.saturating_add(1), rows).1, 0);
             }
         }
@@ -111,28 +137,45 @@ fn rendered_pages_agree_with_page_count() {
             rows_list.retain(|&r| r <= 200);
             for rows in rows_list {
                 let want = page_count(rows, paper, orientation);
-                let (bytes, rendered, calls) = render_to_vec(&report("T", rows, paper, orientation));
-                assert_eq!(rendered.pages, want, "{paper:?} {orientation:?} rows={rows}");
+                let (bytes, rendered, calls) =
+                    render_to_vec(&report("T", rows, paper, orientation));
+                assert_eq!(
+                    rendered.pages, want,
+                    "{paper:?} {orientation:?} rows={rows}"
+                );
                 let expected_calls: Vec<(u32, u32)> = (1..=want).map(|p| (p, want)).collect();
-                assert_eq!(calls, expected_calls, "{paper:?} {orientation:?} rows={rows}");
+                assert_eq!(
+                    calls, expected_calls,
+                    "{paper:?} {orientation:?} rows={rows}"
+                );
                 assert!(bytes.starts_with(b"%PDF-"));
                 // Every page object is written once (lopdf writes "/Type/Page" for pages and
                 // "/Type/Pages" for the tree root).
                 let page_objects = count(&bytes, b"/Type/Page") - count(&bytes, b"/Type/Pages");
-                assert_eq!(page_objects, want as usize, "{paper:?} {orientation:?} rows={rows}");
+                assert_eq!(
+                    page_objects, want as usize,
+                    "{paper:?} {orientation:?} rows={rows}"
+                );
             }
         }
     }
 }
 
 fn count(haystack: &[u8], needle: &[u8]) -> usize {
-    haystack.windows(needle.len()).filter(|w| *w == needle).count()
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count()
 }
 
 #[test]
 fn small_report_is_a_pdf() {
     let (bytes, rendered, _) = render_to_vec(&report("Hello", 3, Paper::A4, Orientation::Portrait));
-    assert!(bytes.starts_with(b"%PDF-"), "starts with {:?}", &bytes[..bytes.len().min(8)]);
+    assert!(
+        bytes.starts_with(b"%PDF-"),
+        "starts with {:?}",
+        &bytes[..bytes.len().min(8)]
+    );
     assert_eq!(rendered.pages, 1);
     // Stripped fonts keep a small report small (the two DejaVu faces are ~1.4 MB whole).
     assert!(bytes.len() < 200_000, "{} bytes", bytes.len());
@@ -162,7 +205,11 @@ fn cancel_stops_the_render() {
     );
     assert!(matches!(res, Err(RenderError::Cancelled)), "got {res:?}");
     assert_eq!(seen, 3);
-    assert!(out.is_empty(), "a cancelled render wrote {} bytes", out.len());
+    assert!(
+        out.is_empty(),
+        "a cancelled render wrote {} bytes",
+        out.len()
+    );
 }
 
 #[test]
@@ -176,7 +223,11 @@ fn write_errors_are_io_errors() {
             Ok(())
         }
     }
-    let res = render(&report("T", 1, Paper::A4, Orientation::Portrait), &mut |_, _| true, &mut Broken);
+    let res = render(
+        &report("T", 1, Paper::A4, Orientation::Portrait),
+        &mut |_, _| true,
+        &mut Broken,
+    );
     match res {
         Err(RenderError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::StorageFull),
         other => panic!("expected Io(StorageFull), got {other:?}"),
@@ -189,7 +240,10 @@ fn generated_line_format() {
         format_utc(UNIX_EPOCH + Duration::from_secs(1_714_979_289)),
         "2024-05-06 07:08:09 UTC"
     );
-    assert_eq!(format_utc(UNIX_EPOCH - Duration::from_secs(1)), "1969-12-31 23:59:59 UTC");
+    assert_eq!(
+        format_utc(UNIX_EPOCH - Duration::from_secs(1)),
+        "1969-12-31 23:59:59 UTC"
+    );
 }
 
 /// `None` (and a note on stderr) when `tool` is not installed.
@@ -204,7 +258,8 @@ fn tool(name: &str) -> Option<Command> {
 }
 
 fn temp_pdf(tag: &str, bytes: &[u8]) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("pdfworker-test-{}-{tag}.pdf", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("pdfworker-test-{}-{tag}.pdf", std::process::id()));
     std::fs::write(&path, bytes).expect("write temp pdf");
     path
 }
@@ -218,7 +273,10 @@ fn external_tools_accept_the_output() {
         (0, Paper::A4, Orientation::Landscape),
     ] {
         let (bytes, rendered, _) = render_to_vec(&report(title, rows, paper, orientation));
-        let path = temp_pdf(&format!("{rows}-{}-{}", paper.as_str(), orientation.as_str()), &bytes);
+        let path = temp_pdf(
+            &format!("{rows}-{}-{}", paper.as_str(), orientation.as_str()),
+            &bytes,
+        );
 
         if let Some(mut qpdf) = tool("qpdf") {
             let out = qpdf.arg("--check").arg(&path).output().expect("run qpdf");
@@ -230,8 +288,17 @@ fn external_tools_accept_the_output() {
             );
         }
         if let Some(mut pdftotext) = tool("pdftotext") {
-            let out = pdftotext.arg("-layout").arg(&path).arg("-").output().expect("run pdftotext");
-            assert!(out.status.success(), "pdftotext failed: {}", String::from_utf8_lossy(&out.stderr));
+            let out = pdftotext
+                .arg("-layout")
+                .arg(&path)
+                .arg("-")
+                .output()
+                .expect("run pdftotext");
+            assert!(
+                out.status.success(),
+                "pdftotext failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let text = String::from_utf8_lossy(&out.stdout);
             let total = format_amount(sample_total_cents(rows));
             let n = rendered.pages;
@@ -244,7 +311,10 @@ fn external_tools_accept_the_output() {
                 format!("Page 1 of {n}"),
                 format!("Page {n} of {n}"),
             ] {
-                assert!(text.contains(&want), "pdftotext output lacks {want:?}:\n{text}");
+                assert!(
+                    text.contains(&want),
+                    "pdftotext output lacks {want:?}:\n{text}"
+                );
             }
             let total_line = text.lines().find(|l| l.trim_start().starts_with("Total"));
             assert!(
@@ -253,15 +323,24 @@ fn external_tools_accept_the_output() {
             );
             if rows > 0 {
                 let last = sample_row(rows);
-                assert!(text.contains(&last.description), "last row missing:\n{text}");
+                assert!(
+                    text.contains(&last.description),
+                    "last row missing:\n{text}"
+                );
             }
         }
         if let Some(mut pdfinfo) = tool("pdfinfo") {
             let out = pdfinfo.arg(&path).output().expect("run pdfinfo");
             let info = String::from_utf8_lossy(&out.stdout);
-            assert!(info.contains(&format!("Pages:           {}", rendered.pages)), "{info}");
+            assert!(
+                info.contains(&format!("Pages:           {}", rendered.pages)),
+                "{info}"
+            );
             assert!(info.contains(title), "title metadata missing:\n{info}");
-            assert!(info.contains(concat!("pdfworker ", env!("CARGO_PKG_VERSION"))), "{info}");
+            assert!(
+                info.contains(concat!("pdfworker ", env!("CARGO_PKG_VERSION"))),
+                "{info}"
+            );
             assert!(info.contains("2024"), "creation date missing:\n{info}");
         }
         let _ = std::fs::remove_file(&path);

@@ -28,7 +28,10 @@ impl HttpRequest {
             None => (uri, req.param("QUERY_STRING").unwrap_or("")),
         };
         HttpRequest {
-            method: req.param("REQUEST_METHOD").unwrap_or("GET").to_ascii_uppercase(),
+            method: req
+                .param("REQUEST_METHOD")
+                .unwrap_or("GET")
+                .to_ascii_uppercase(),
             path: path.to_string(),
             query: query.to_string(),
             content_type: req.param("CONTENT_TYPE").unwrap_or("").to_string(),
@@ -38,10 +41,10 @@ impl HttpRequest {
 
     /// Whether the body is declared as an urlencoded form (parameters such as charset allowed).
     pub fn is_urlencoded(&self) -> bool {
-        self.content_type
-            .split(';')
-            .next()
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        self.content_type.split(';').next().is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
     }
 }
 
@@ -110,6 +113,7 @@ pub fn encode_rfc5987(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)] // table-driven cases spell out their types
 mod tests {
     use super::*;
 

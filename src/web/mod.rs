@@ -64,7 +64,11 @@ impl Reply {
     }
 
     fn see_other(location: String) -> Reply {
-        Reply { status: 303, headers: vec![("Location", location)], body: Vec::new() }
+        Reply {
+            status: 303,
+            headers: vec![("Location", location)],
+            body: Vec::new(),
+        }
     }
 
     fn with_header(mut self, name: &'static str, value: String) -> Reply {
@@ -77,12 +81,19 @@ impl Reply {
 #[derive(Debug)]
 pub enum AppError {
     NotFound,
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed {
+        allow: &'static str,
+    },
     /// A form with its values and errors, shown again.
     BadRequest(Box<FormPage>),
     UnsupportedMediaType,
-    NotReady { id: JobId, state: State },
-    Unavailable { retry_after: Duration },
+    NotReady {
+        id: JobId,
+        state: State,
+    },
+    Unavailable {
+        retry_after: Duration,
+    },
     Internal(String),
 }
 
@@ -106,10 +117,14 @@ impl AppError {
                 Some("/".into()),
                 "Make a new report",
             ),
-            AppError::MethodNotAllowed { allow } => {
-                msg(405, "Method not allowed", "This address does not take that kind of request.", None, "")
-                    .with_header("Allow", allow.into())
-            }
+            AppError::MethodNotAllowed { allow } => msg(
+                405,
+                "Method not allowed",
+                "This address does not take that kind of request.",
+                None,
+                "",
+            )
+            .with_header("Allow", allow.into()),
             AppError::BadRequest(form) => Reply::html(400, form.as_ref()),
             AppError::UnsupportedMediaType => msg(
                 415,
@@ -121,7 +136,10 @@ impl AppError {
             AppError::NotReady { id, state } => msg(
                 409,
                 "Not ready yet",
-                &format!("This report is {}; the download starts working when it is done.", state.as_str()),
+                &format!(
+                    "This report is {}; the download starts working when it is done.",
+                    state.as_str()
+                ),
                 Some(format!("/jobs/{id}")),
                 "See its progress",
             ),
@@ -146,14 +164,16 @@ impl AppError {
 enum Outcome {
     Reply(Reply),
     /// A job was recorded: answer, finish the request, then start its render.
-    Started(Reply, Pending),
+    Started(Reply, Box<Pending>),
     Events(JobId),
 }
 
 impl fastcgi::Handler for App {
     async fn handle(&self, request: Request, response: Response) {
         let http = HttpRequest::from_fastcgi(&request);
-        let outcome = self.route(&http).unwrap_or_else(|e| Outcome::Reply(e.reply()));
+        let outcome = self
+            .route(&http)
+            .unwrap_or_else(|e| Outcome::Reply(e.reply()));
         match outcome {
             Outcome::Reply(reply) => {
                 let _ = send(reply, response).await;
@@ -163,9 +183,11 @@ impl fastcgi::Handler for App {
                 match send(reply, response).await {
                     Ok(()) => log::info!("job {id}: answered 303, request finished"),
                     // The client or nginx went away: the job is recorded and renders anyway.
-                    Err(e) => log::info!("job {id}: response not delivered ({e}); rendering anyway"),
+                    Err(e) => {
+                        log::info!("job {id}: response not delivered ({e}); rendering anyway")
+                    }
                 }
-                self.runner.start(pending);
+                self.runner.start(*pending);
             }
             Outcome::Events(id) => self.events(id, request.abort(), response).await,
         }
@@ -173,7 +195,11 @@ impl fastcgi::Handler for App {
 }
 
 async fn send(reply: Reply, mut response: Response) -> Result<(), fastcgi::Error> {
-    let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let headers: Vec<(&str, &str)> = reply
+        .headers
+        .iter()
+        .map(|(n, v)| (*n, v.as_str()))
+        .collect();
     response.write_head(reply.status, &headers)?;
     response.write(&reply.body).await?;
     response.finish().await
@@ -186,7 +212,10 @@ impl App {
         match segments.as_slice() {
             [""] => {
                 require(get, "GET, HEAD")?;
-                Ok(Outcome::Reply(Reply::html(200, &FormPage::blank(self.max_rows))))
+                Ok(Outcome::Reply(Reply::html(
+                    200,
+                    &FormPage::blank(self.max_rows),
+                )))
             }
             ["generate"] => {
                 require(req.method == "POST", "POST")?;
@@ -194,7 +223,9 @@ impl App {
             }
             ["healthz"] => {
                 require(get, "GET, HEAD")?;
-                Ok(Outcome::Reply(Reply::text(200, "ok\n").with_header("Cache-Control", "no-store".into())))
+                Ok(Outcome::Reply(
+                    Reply::text(200, "ok\n").with_header("Cache-Control", "no-store".into()),
+                ))
             }
             ["jobs", id] => {
                 require(get, "GET, HEAD")?;
@@ -235,7 +266,10 @@ impl App {
             Ok(pending) => {
                 let id = pending.id();
                 log::info!("job {id}: queued");
-                Ok(Outcome::Started(Reply::see_other(format!("/jobs/{id}")), pending))
+                Ok(Outcome::Started(
+                    Reply::see_other(format!("/jobs/{id}")),
+                    Box::new(pending),
+                ))
             }
             Err(SubmitError::TooManyPages { pages, max }) => {
                 form.errors.rows = Some(format!(
@@ -244,8 +278,10 @@ impl App {
                 Err(AppError::BadRequest(Box::new(form)))
             }
             Err(SubmitError::TooLarge { .. }) => {
-                form.errors.rows =
-                    Some("That report is too large for this server's memory budget. Use fewer rows.".into());
+                form.errors.rows = Some(
+                    "That report is too large for this server's memory budget. Use fewer rows."
+                        .into(),
+                );
                 Err(AppError::BadRequest(Box::new(form)))
             }
             Err(SubmitError::Invalid { reason }) => {
@@ -266,13 +302,17 @@ impl App {
     }
 
     fn live(&self, id: JobId) -> Option<(State, u32, u32)> {
-        self.runner.progress(id).map(|p| (p.state, p.pages_done, p.pages_total))
+        self.runner
+            .progress(id)
+            .map(|p| (p.state, p.pages_done, p.pages_total))
     }
 
     fn status_page(&self, id: JobId) -> Result<Outcome, AppError> {
         let job = self.load(id)?;
         let page = JobPage::new(&job, self.live(id).filter(|_| !job.state.is_final()));
-        Ok(Outcome::Reply(Reply::html(200, &page).with_header("Cache-Control", "no-store".into())))
+        Ok(Outcome::Reply(
+            Reply::html(200, &page).with_header("Cache-Control", "no-store".into()),
+        ))
     }
 
     fn status_json(&self, id: JobId) -> Result<Outcome, AppError> {
@@ -291,13 +331,19 @@ impl App {
     fn download(&self, id: JobId) -> Result<Outcome, AppError> {
         let job = self.load(id)?;
         if job.state != State::Done {
-            return Err(AppError::NotReady { id, state: job.state });
+            return Err(AppError::NotReady {
+                id,
+                state: job.state,
+            });
         }
         let reply = Reply {
             status: 200,
             headers: vec![
                 ("Content-Type", "application/pdf".into()),
-                ("Content-Disposition", content_disposition(&job.params.title)),
+                (
+                    "Content-Disposition",
+                    content_disposition(&job.params.title),
+                ),
                 // nginx serves the file itself from the internal location (sendfile).
                 ("X-Accel-Redirect", format!("/_files/{id}.pdf")),
             ],
@@ -320,15 +366,13 @@ impl App {
         }
         let deadline = tokio::time::Instant::now() + SSE_MAX;
         let mut last = String::new();
-        loop {
-            let job = match self.load(id) {
-                Ok(job) => job,
-                Err(_) => break,
-            };
+        while let Ok(job) = self.load(id) {
             let json = progress_json(&job, self.live(id).filter(|_| !job.state.is_final()));
             if json != last {
                 let event = format!("event: progress\ndata: {json}\n\n");
-                if response.write(event.as_bytes()).await.is_err() || response.flush().await.is_err() {
+                if response.write(event.as_bytes()).await.is_err()
+                    || response.flush().await.is_err()
+                {
                     return;
                 }
                 last = json;
@@ -349,7 +393,11 @@ impl App {
 }
 
 fn require(ok: bool, allow: &'static str) -> Result<(), AppError> {
-    if ok { Ok(()) } else { Err(AppError::MethodNotAllowed { allow }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::MethodNotAllowed { allow })
+    }
 }
 
 fn parse_id(raw: &str) -> Result<JobId, AppError> {
@@ -374,7 +422,11 @@ fn progress_json(job: &crate::jobs::Job, live: Option<(State, u32, u32)>) -> Str
 /// again (with the user's values kept and an error beside each bad field) either way.
 pub fn validate(fields: &[(String, String)], max_rows: u32) -> (Option<Params>, FormPage) {
     let field = |name: &str| {
-        fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap_or("")
+        fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
     };
     let mut form = FormPage {
         title: field("title").to_string(),
@@ -390,7 +442,9 @@ pub fn validate(fields: &[(String, String)], max_rows: u32) -> (Option<Params>, 
     if chars == 0 {
         form.errors.title = Some("Enter a title.".into());
     } else if chars > 200 {
-        form.errors.title = Some(format!("The title has {chars} characters; at most 200 are allowed."));
+        form.errors.title = Some(format!(
+            "The title has {chars} characters; at most 200 are allowed."
+        ));
     } else if title.chars().any(char::is_control) {
         form.errors.title = Some("The title cannot contain control characters.".into());
     }
@@ -401,7 +455,9 @@ pub fn validate(fields: &[(String, String)], max_rows: u32) -> (Option<Params>, 
             None
         }
         Err(_) => {
-            form.errors.rows = Some(format!("Enter a whole number of rows from 1 to {max_rows}."));
+            form.errors.rows = Some(format!(
+                "Enter a whole number of rows from 1 to {max_rows}."
+            ));
             None
         }
     };
@@ -414,9 +470,15 @@ pub fn validate(fields: &[(String, String)], max_rows: u32) -> (Option<Params>, 
         form.errors.orientation = Some("Choose portrait or landscape.".into());
     }
     match (rows, paper, orientation) {
-        (Some(rows), Some(paper), Some(orientation)) if form.errors.is_empty() => {
-            (Some(Params { title, rows, paper, orientation }), form)
-        }
+        (Some(rows), Some(paper), Some(orientation)) if form.errors.is_empty() => (
+            Some(Params {
+                title,
+                rows,
+                paper,
+                orientation,
+            }),
+            form,
+        ),
         _ => (None, form),
     }
 }
@@ -426,11 +488,23 @@ pub fn validate(fields: &[(String, String)], max_rows: u32) -> (Option<Params>, 
 pub fn content_disposition(title: &str) -> String {
     let mut ascii: String = title
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || " -_.,()".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || " -_.,()".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(100)
         .collect();
-    let trimmed = ascii.trim_matches(|c: char| c == ' ' || c == '.' || c == '_').to_string();
-    ascii = if trimmed.is_empty() { "report".into() } else { trimmed };
+    let trimmed = ascii
+        .trim_matches(|c: char| c == ' ' || c == '.' || c == '_')
+        .to_string();
+    ascii = if trimmed.is_empty() {
+        "report".into()
+    } else {
+        trimmed
+    };
     let exact: String = title.chars().filter(|c| !c.is_control()).collect();
     format!(
         "attachment; filename=\"{ascii}.pdf\"; filename*=UTF-8''{}",
@@ -439,26 +513,63 @@ pub fn content_disposition(title: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::type_complexity)] // table-driven cases spell out their types
 mod tests {
     use super::*;
 
     fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn validate_table() {
         let long = "x".repeat(201);
-        let ok = [("title", "T"), ("rows", "10"), ("paper", "a4"), ("orientation", "portrait")];
+        let ok = [
+            ("title", "T"),
+            ("rows", "10"),
+            ("paper", "a4"),
+            ("orientation", "portrait"),
+        ];
         let cases: Vec<(&str, Vec<(&str, &str)>, Option<&str>)> = vec![
             ("valid", ok.to_vec(), None),
-            ("rows 0", vec![ok[0], ("rows", "0"), ok[2], ok[3]], Some("rows")),
-            ("rows 10^9", vec![ok[0], ("rows", "1000000000"), ok[2], ok[3]], Some("rows")),
-            ("rows text", vec![ok[0], ("rows", "ten"), ok[2], ok[3]], Some("rows")),
-            ("paper a3", vec![ok[0], ok[1], ("paper", "a3"), ok[3]], Some("paper")),
-            ("orientation", vec![ok[0], ok[1], ok[2], ("orientation", "up")], Some("orientation")),
-            ("empty title", vec![("title", "  "), ok[1], ok[2], ok[3]], Some("title")),
-            ("201 chars", vec![("title", long.as_str()), ok[1], ok[2], ok[3]], Some("title")),
+            (
+                "rows 0",
+                vec![ok[0], ("rows", "0"), ok[2], ok[3]],
+                Some("rows"),
+            ),
+            (
+                "rows 10^9",
+                vec![ok[0], ("rows", "1000000000"), ok[2], ok[3]],
+                Some("rows"),
+            ),
+            (
+                "rows text",
+                vec![ok[0], ("rows", "ten"), ok[2], ok[3]],
+                Some("rows"),
+            ),
+            (
+                "paper a3",
+                vec![ok[0], ok[1], ("paper", "a3"), ok[3]],
+                Some("paper"),
+            ),
+            (
+                "orientation",
+                vec![ok[0], ok[1], ok[2], ("orientation", "up")],
+                Some("orientation"),
+            ),
+            (
+                "empty title",
+                vec![("title", "  "), ok[1], ok[2], ok[3]],
+                Some("title"),
+            ),
+            (
+                "201 chars",
+                vec![("title", long.as_str()), ok[1], ok[2], ok[3]],
+                Some("title"),
+            ),
             ("missing all", vec![], Some("title")),
         ];
         for (name, input, bad) in cases {
@@ -471,7 +582,10 @@ mod tests {
                 ("orientation", errs.orientation.is_some()),
             ];
             match bad {
-                None => assert!(params.is_some() && errs.is_empty(), "{name}: expected valid, got {errs:?}"),
+                None => assert!(
+                    params.is_some() && errs.is_empty(),
+                    "{name}: expected valid, got {errs:?}"
+                ),
                 Some(field) => {
                     assert!(params.is_none(), "{name}: expected rejection");
                     assert!(
@@ -486,7 +600,12 @@ mod tests {
     #[test]
     fn two_hundred_unicode_chars_are_fine() {
         let title = "Ω".repeat(200);
-        let input = fields(&[("title", &title), ("rows", "5"), ("paper", "letter"), ("orientation", "landscape")]);
+        let input = fields(&[
+            ("title", &title),
+            ("rows", "5"),
+            ("paper", "letter"),
+            ("orientation", "landscape"),
+        ]);
         let (params, form) = validate(&input, 100);
         assert!(params.is_some(), "{:?}", form.errors);
     }
@@ -500,7 +619,10 @@ mod tests {
         let cd = content_disposition("Ελληνικά \"x\"");
         assert!(cd.starts_with("attachment; filename=\""), "{cd}");
         assert!(cd.contains("filename*=UTF-8''%CE%95"), "{cd}");
-        assert!(!cd[..cd.find("filename*").unwrap_or(0)].contains("\"x\""), "quotes must not leak: {cd}");
+        assert!(
+            !cd[..cd.find("filename*").unwrap_or(0)].contains("\"x\""),
+            "quotes must not leak: {cd}"
+        );
         assert!(content_disposition("////").contains("filename=\"report.pdf\""));
     }
 }

@@ -134,11 +134,19 @@ pub fn human_duration(d: Duration) -> String {
 
 /// `2026-11-30 02:36:37 UTC`, from the civil-from-days algorithm (no date crate needed).
 pub fn utc_datetime(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, (rem % 3600) / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -160,7 +168,12 @@ mod tests {
 
     #[test]
     fn human_bytes_table() {
-        for (n, want) in [(0, "0 bytes"), (1023, "1023 bytes"), (1536, "1.5 KB"), (5 * 1024 * 1024, "5.0 MB")] {
+        for (n, want) in [
+            (0, "0 bytes"),
+            (1023, "1023 bytes"),
+            (1536, "1.5 KB"),
+            (5 * 1024 * 1024, "5.0 MB"),
+        ] {
             assert_eq!(human_bytes(n), want);
         }
     }
@@ -177,7 +190,10 @@ mod tests {
         let mut page = FormPage::blank(100);
         page.title = "<script>alert(1)</script>".into();
         let html = page.render().unwrap();
-        assert!(!html.contains("<script>alert(1)"), "title must be escaped:\n{html}");
+        assert!(
+            !html.contains("<script>alert(1)"),
+            "title must be escaped:\n{html}"
+        );
         assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"));
     }
 }

@@ -1,5 +1,6 @@
 //! Integration tests, one binary with a module per area (house style). They start the real
 //! `pdfworker` binary, and real nginx where the area needs it.
 
+mod nginx;
 mod protocol;
 mod util;

@@ -13,7 +13,10 @@ fn keep_conn_serves_several_requests_on_one_connection() {
         assert_eq!((r.status(), r.ends), (200, 1), "request {i}: {}", r.text());
         assert!(r.text().ends_with("ok\n"));
     }
-    assert!(c.quiet_for(Duration::from_millis(200)), "connection must stay open with KEEP_CONN");
+    assert!(
+        c.quiet_for(Duration::from_millis(200)),
+        "connection must stay open with KEEP_CONN"
+    );
 }
 
 #[test]
@@ -23,7 +26,10 @@ fn without_keep_conn_the_worker_closes_after_end_request() {
     c.send_request(1, false, &cgi_params("GET", "/healthz", 0, ""), b"", 65535);
     let r = c.read_reply(1);
     assert_eq!(r.status(), 200);
-    assert!(c.closed_within(Duration::from_secs(5)), "expected EOF after END_REQUEST without KEEP_CONN");
+    assert!(
+        c.closed_within(Duration::from_secs(5)),
+        "expected EOF after END_REQUEST without KEEP_CONN"
+    );
 }
 
 #[test]
@@ -31,7 +37,12 @@ fn get_values_answers_truthfully_and_the_connection_stays_usable() {
     let srv = TestServer::start(&["--max-conns", "7"]);
     let mut c = srv.connect();
     let mut q = Vec::new();
-    for n in ["FCGI_MAX_CONNS", "FCGI_MAX_REQS", "FCGI_MPXS_CONNS", "X_UNKNOWN"] {
+    for n in [
+        "FCGI_MAX_CONNS",
+        "FCGI_MAX_REQS",
+        "FCGI_MPXS_CONNS",
+        "X_UNKNOWN",
+    ] {
         q.extend(pair(n.as_bytes(), b""));
     }
     c.send(&record(GET_VALUES, 0, &q));
@@ -81,7 +92,10 @@ fn unknown_roles_get_unknown_role_and_the_connection_stays_usable() {
         c.send(&begin(5, role, true));
         let rec = c.read_record().expect("END_REQUEST");
         assert_eq!((rec.kind, rec.id), (END_REQUEST, 5), "role {role}");
-        assert_eq!(rec.content[4], 3, "role {role}: protocolStatus must be FCGI_UNKNOWN_ROLE");
+        assert_eq!(
+            rec.content[4], 3,
+            "role {role}: protocolStatus must be FCGI_UNKNOWN_ROLE"
+        );
         // Streams the web server still sends for the refused id are ignored.
         c.send(&record(PARAMS, 5, b""));
     }
@@ -121,7 +135,12 @@ fn params_split_at_every_byte_and_padded_bodies_are_reassembled() {
     let srv = TestServer::start(&[]);
     let mut c = srv.connect();
     let body = form("Split Ω", "5", "a4", "portrait");
-    let params = cgi_params("POST", "/generate", body.len(), "application/x-www-form-urlencoded");
+    let params = cgi_params(
+        "POST",
+        "/generate",
+        body.len(),
+        "application/x-www-form-urlencoded",
+    );
     let mut out = begin(3, 1, true);
     for (i, b) in params.iter().enumerate() {
         out.extend(record_padded(PARAMS, 3, &[*b], i % 256));
@@ -134,7 +153,12 @@ fn params_split_at_every_byte_and_padded_bodies_are_reassembled() {
     c.send(&out);
     let r = c.read_reply(3);
     assert_eq!(r.status(), 303, "{}", r.text());
-    assert!(r.header("Location").is_some_and(|l| l.starts_with("/jobs/")), "{}", r.text());
+    assert!(
+        r.header("Location")
+            .is_some_and(|l| l.starts_with("/jobs/")),
+        "{}",
+        r.text()
+    );
 }
 
 #[test]
@@ -160,10 +184,31 @@ fn abort_stops_a_streaming_handler_and_end_request_comes_once() {
     let mut c = srv.connect();
     // A job that renders for a while, so its event stream stays open.
     let body = form("Long", "100000", "a4", "portrait");
-    c.send_request(1, true, &cgi_params("POST", "/generate", body.len(), "application/x-www-form-urlencoded"), body.as_bytes(), 65535);
+    c.send_request(
+        1,
+        true,
+        &cgi_params(
+            "POST",
+            "/generate",
+            body.len(),
+            "application/x-www-form-urlencoded",
+        ),
+        body.as_bytes(),
+        65535,
+    );
     let r = c.read_reply(1);
-    let id = r.header("Location").expect("Location").trim_start_matches("/jobs/").to_string();
-    c.send_request(2, true, &cgi_params("GET", &format!("/jobs/{id}/events"), 0, ""), b"", 65535);
+    let id = r
+        .header("Location")
+        .expect("Location")
+        .trim_start_matches("/jobs/")
+        .to_string();
+    c.send_request(
+        2,
+        true,
+        &cgi_params("GET", &format!("/jobs/{id}/events"), 0, ""),
+        b"",
+        65535,
+    );
     let first = c.read_record().expect("first SSE bytes");
     assert_eq!((first.kind, first.id), (STDOUT, 2));
     assert!(String::from_utf8_lossy(&first.content).contains("text/event-stream"));
@@ -185,7 +230,10 @@ fn abort_stops_a_streaming_handler_and_end_request_comes_once() {
     // The render the aborted stream watched was not affected.
     let json = job_json(&mut c, &id);
     let state = json_field(&json, "state").unwrap_or_default();
-    assert!(["queued", "running", "done"].contains(&state.as_str()), "job state after abort: {json}");
+    assert!(
+        ["queued", "running", "done"].contains(&state.as_str()),
+        "job state after abort: {json}"
+    );
 }
 
 #[test]
@@ -193,17 +241,43 @@ fn abort_after_finish_does_not_cancel_the_render() {
     let srv = TestServer::start(&[]);
     let mut c = srv.connect();
     let body = form("Keeps going", "20000", "a4", "portrait");
-    c.send_request(1, true, &cgi_params("POST", "/generate", body.len(), "application/x-www-form-urlencoded"), body.as_bytes(), 65535);
+    c.send_request(
+        1,
+        true,
+        &cgi_params(
+            "POST",
+            "/generate",
+            body.len(),
+            "application/x-www-form-urlencoded",
+        ),
+        body.as_bytes(),
+        65535,
+    );
     let r = c.read_reply(1);
     assert_eq!(r.status(), 303);
-    let id = r.header("Location").expect("Location").trim_start_matches("/jobs/").to_string();
+    let id = r
+        .header("Location")
+        .expect("Location")
+        .trim_start_matches("/jobs/")
+        .to_string();
     c.send(&record(ABORT_REQUEST, 1, b""));
-    assert!(c.quiet_for(Duration::from_millis(300)), "an abort after END_REQUEST must not produce records");
+    assert!(
+        c.quiet_for(Duration::from_millis(300)),
+        "an abort after END_REQUEST must not produce records"
+    );
     let json = wait_for(Duration::from_secs(120), "the job to finish", || {
         let j = job_json(&mut c, &id);
-        matches!(json_field(&j, "state").as_deref(), Some("done") | Some("failed")).then_some(j)
+        matches!(
+            json_field(&j, "state").as_deref(),
+            Some("done") | Some("failed")
+        )
+        .then_some(j)
     });
-    assert_eq!(json_field(&json, "state").as_deref(), Some("done"), "{json}");
+    assert_eq!(
+        json_field(&json, "state").as_deref(),
+        Some("done"),
+        "{json}"
+    );
 }
 
 #[test]
@@ -212,10 +286,24 @@ fn a_body_over_the_limit_gets_413_then_close() {
     // Declared too large: refused before the body is read.
     let mut c = srv.connect();
     let body = vec![b'a'; 5000];
-    c.send_request(1, true, &cgi_params("POST", "/generate", body.len(), "application/x-www-form-urlencoded"), &body, 1000);
+    c.send_request(
+        1,
+        true,
+        &cgi_params(
+            "POST",
+            "/generate",
+            body.len(),
+            "application/x-www-form-urlencoded",
+        ),
+        &body,
+        1000,
+    );
     let r = c.read_reply(1);
     assert_eq!(r.status(), 413, "{}", r.text());
-    assert!(c.closed_within(Duration::from_secs(5)), "connection must close after 413");
+    assert!(
+        c.closed_within(Duration::from_secs(5)),
+        "connection must close after 413"
+    );
     // Undeclared (no CONTENT_LENGTH), found while reading.
     let mut c = srv.connect();
     let mut params = Vec::new();
@@ -235,9 +323,18 @@ fn malformed_input_closes_only_that_connection() {
     let srv = TestServer::start(&[]);
     let mut good = srv.connect();
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("version 2", vec![2, 1, 0, 1, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0]),
-        ("http on a fastcgi socket", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
-        ("short BEGIN_REQUEST body", record(BEGIN_REQUEST, 1, &[0, 1, 1])),
+        (
+            "version 2",
+            vec![2, 1, 0, 1, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
+        ),
+        (
+            "http on a fastcgi socket",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        ),
+        (
+            "short BEGIN_REQUEST body",
+            record(BEGIN_REQUEST, 1, &[0, 1, 1]),
+        ),
         ("params with a length past the end", {
             let mut v = begin(1, 1, true);
             v.extend(record(PARAMS, 1, &[0x80, 0, 0x10, 0, 1, b'x']));
@@ -253,9 +350,16 @@ fn malformed_input_closes_only_that_connection() {
     for (name, bytes) in cases {
         let mut c = srv.connect();
         c.send(&bytes);
-        assert!(c.closed_within(Duration::from_secs(5)), "{name}: expected the worker to close");
+        assert!(
+            c.closed_within(Duration::from_secs(5)),
+            "{name}: expected the worker to close"
+        );
         let r = good.get(1, "/healthz");
-        assert_eq!(r.status(), 200, "{name}: another connection must be unaffected");
+        assert_eq!(
+            r.status(),
+            200,
+            "{name}: another connection must be unaffected"
+        );
     }
 }
 
@@ -280,7 +384,10 @@ fn fifty_half_open_connections_do_not_delay_a_normal_one() {
     assert_eq!(r.status(), 200);
     // Answered while every stalled connection is still open (their read timeout is 30 s).
     for (i, c) in stalled.iter_mut().enumerate() {
-        assert!(c.quiet_for(Duration::from_millis(1)), "stalled connection {i} was closed early");
+        assert!(
+            c.quiet_for(Duration::from_millis(1)),
+            "stalled connection {i} was closed early"
+        );
     }
 }
 
@@ -289,8 +396,15 @@ fn a_connection_stalled_mid_record_is_closed_after_the_read_timeout() {
     let srv = TestServer::start(&["--read-timeout-secs", "1"]);
     let mut c = srv.connect();
     c.send(&[1, 1, 0, 1]);
-    assert!(c.closed_within(Duration::from_secs(10)), "stalled connection must be closed");
-    assert!(srv.log().contains("read timeout"), "one log line names the reason:\n{}", srv.log());
+    assert!(
+        c.closed_within(Duration::from_secs(10)),
+        "stalled connection must be closed"
+    );
+    assert!(
+        srv.log().contains("read timeout"),
+        "one log line names the reason:\n{}",
+        srv.log()
+    );
 }
 
 #[test]
@@ -304,12 +418,23 @@ fn sigterm_lets_an_in_flight_request_finish() {
     c.send(&v);
     std::thread::sleep(Duration::from_millis(200));
     let pid = srv.pid().expect("pid");
-    let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
     std::thread::sleep(Duration::from_millis(200));
     c.send(&record(STDIN, 1, b""));
     let r = c.read_reply(1);
-    assert_eq!(r.status(), 200, "the in-flight request is answered during shutdown");
+    assert_eq!(
+        r.status(),
+        200,
+        "the in-flight request is answered during shutdown"
+    );
     let status = srv.terminate().expect("exit status");
-    assert!(status.success(), "clean exit after SIGTERM, got {status}; log:\n{}", srv.log());
+    assert!(
+        status.success(),
+        "clean exit after SIGTERM, got {status}; log:\n{}",
+        srv.log()
+    );
     assert!(!srv.socket.exists(), "the socket file is removed on exit");
 }

@@ -58,7 +58,13 @@ impl TestServer {
         let socket = dir.0.join("w.sock");
         let data = dir.0.join("data");
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let mut s = TestServer { dir, socket, data, child: None, args };
+        let mut s = TestServer {
+            dir,
+            socket,
+            data,
+            child: None,
+            args,
+        };
         s.spawn();
         s
     }
@@ -79,7 +85,10 @@ impl TestServer {
             .arg("--socket-mode")
             .arg("0666")
             .args(&self.args)
-            .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "debug".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -96,7 +105,10 @@ impl TestServer {
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("pdfworker exited with {status} before listening; log:\n{}", self.log());
+                panic!(
+                    "pdfworker exited with {status} before listening; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -122,7 +134,10 @@ impl TestServer {
     /// SIGTERM and wait for the exit status (bounded).
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(Some(st)) = c.try_wait() {
@@ -152,14 +167,36 @@ pub fn record(kind: u8, id: u16, content: &[u8]) -> Vec<u8> {
 
 pub fn record_padded(kind: u8, id: u16, content: &[u8], pad: usize) -> Vec<u8> {
     assert!(content.len() <= 65535 && pad <= 255);
-    let mut out = vec![1, kind, (id >> 8) as u8, id as u8, (content.len() >> 8) as u8, content.len() as u8, pad as u8, 0];
+    let mut out = vec![
+        1,
+        kind,
+        (id >> 8) as u8,
+        id as u8,
+        (content.len() >> 8) as u8,
+        content.len() as u8,
+        pad as u8,
+        0,
+    ];
     out.extend_from_slice(content);
     out.extend(std::iter::repeat_n(0xAAu8, pad));
     out
 }
 
 pub fn begin(id: u16, role: u16, keep_conn: bool) -> Vec<u8> {
-    record(BEGIN_REQUEST, id, &[(role >> 8) as u8, role as u8, keep_conn as u8, 0, 0, 0, 0, 0])
+    record(
+        BEGIN_REQUEST,
+        id,
+        &[
+            (role >> 8) as u8,
+            role as u8,
+            keep_conn as u8,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ],
+    )
 }
 
 pub fn pair(name: &[u8], value: &[u8]) -> Vec<u8> {
@@ -244,7 +281,9 @@ pub struct FcgiConn {
 impl FcgiConn {
     pub fn connect(path: &Path) -> FcgiConn {
         let stream = UnixStream::connect(path).expect("connect to the worker socket");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("set timeout");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("set timeout");
         FcgiConn { stream }
     }
 
@@ -253,7 +292,14 @@ impl FcgiConn {
     }
 
     /// Writes a whole request: BEGIN, params (in records of `chunk` bytes), STDIN.
-    pub fn send_request(&mut self, id: u16, keep_conn: bool, params: &[u8], body: &[u8], chunk: usize) {
+    pub fn send_request(
+        &mut self,
+        id: u16,
+        keep_conn: bool,
+        params: &[u8],
+        body: &[u8],
+        chunk: usize,
+    ) {
         let mut out = begin(id, 1, keep_conn);
         for c in params.chunks(chunk.max(1)) {
             out.extend(record(PARAMS, id, c));
@@ -285,7 +331,11 @@ impl FcgiConn {
         let mut body = vec![0u8; len + head[6] as usize];
         self.stream.read_exact(&mut body).expect("record body");
         body.truncate(len);
-        Some(Rec { kind: head[1], id: u16::from_be_bytes([head[2], head[3]]), content: body })
+        Some(Rec {
+            kind: head[1],
+            id: u16::from_be_bytes([head[2], head[3]]),
+            content: body,
+        })
     }
 
     /// Reads until END_REQUEST for `id`; records of other ids are an error.
@@ -294,7 +344,10 @@ impl FcgiConn {
         let mut stdout_ended = false;
         loop {
             let rec = self.read_record().unwrap_or_else(|| {
-                panic!("EOF before END_REQUEST for {id}; got so far: {:?}", reply.text())
+                panic!(
+                    "EOF before END_REQUEST for {id}; got so far: {:?}",
+                    reply.text()
+                )
             });
             assert_eq!(rec.id, id, "record for another request: {rec:?}");
             match rec.kind {
@@ -305,7 +358,12 @@ impl FcgiConn {
                 }
                 END_REQUEST => {
                     assert_eq!(rec.content.len(), 8, "END_REQUEST body");
-                    reply.app_status = u32::from_be_bytes([rec.content[0], rec.content[1], rec.content[2], rec.content[3]]);
+                    reply.app_status = u32::from_be_bytes([
+                        rec.content[0],
+                        rec.content[1],
+                        rec.content[2],
+                        rec.content[3],
+                    ]);
                     reply.protocol_status = rec.content[4];
                     reply.ends += 1;
                     return reply;
@@ -321,7 +379,10 @@ impl FcgiConn {
         let mut open = ids.len();
         while open > 0 {
             let rec = self.read_record().expect("EOF before every reply ended");
-            let i = ids.iter().position(|i| *i == rec.id).unwrap_or_else(|| panic!("unknown id in {rec:?}"));
+            let i = ids
+                .iter()
+                .position(|i| *i == rec.id)
+                .unwrap_or_else(|| panic!("unknown id in {rec:?}"));
             match rec.kind {
                 STDOUT => replies[i].stdout.extend_from_slice(&rec.content),
                 END_REQUEST => {
@@ -337,19 +398,28 @@ impl FcgiConn {
 
     /// True when the worker closed the connection within `wait`.
     pub fn closed_within(&mut self, wait: Duration) -> bool {
-        self.stream.set_read_timeout(Some(wait)).expect("set timeout");
+        self.stream
+            .set_read_timeout(Some(wait))
+            .expect("set timeout");
         let mut b = [0u8; 1];
         let r = self.stream.read(&mut b);
-        self.stream.set_read_timeout(Some(Duration::from_secs(30))).expect("set timeout");
-        matches!(r, Ok(0)) || matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("set timeout");
+        matches!(r, Ok(0))
+            || matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
     }
 
     /// True when nothing arrives within `wait` and the connection is still open.
     pub fn quiet_for(&mut self, wait: Duration) -> bool {
-        self.stream.set_read_timeout(Some(wait)).expect("set timeout");
+        self.stream
+            .set_read_timeout(Some(wait))
+            .expect("set timeout");
         let mut b = [0u8; 1];
         let r = self.stream.read(&mut b);
-        self.stream.set_read_timeout(Some(Duration::from_secs(30))).expect("set timeout");
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("set timeout");
         matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
     }
 }
@@ -416,7 +486,11 @@ pub struct Nginx {
 }
 
 pub fn nginx_bin() -> PathBuf {
-    for p in ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"] {
+    for p in [
+        "/usr/sbin/nginx",
+        "/usr/local/sbin/nginx",
+        "/usr/local/nginx/sbin/nginx",
+    ] {
         if Path::new(p).exists() {
             return PathBuf::from(p);
         }
@@ -431,9 +505,13 @@ impl Nginx {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
             l.local_addr().expect("addr").port()
         };
-        let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/nginx/local.conf.in"))
-            .expect("read nginx/local.conf.in");
-        let servers: String = sockets.iter().map(|s| format!("server unix:{};\n", s.display())).collect();
+        let template =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/nginx/local.conf.in"))
+                .expect("read nginx/local.conf.in");
+        let servers: String = sockets
+            .iter()
+            .map(|s| format!("server unix:{};\n", s.display()))
+            .collect();
         let root = unsafe_root();
         let conf = template
             .replace("@PREFIX@", &dir.0.display().to_string())
@@ -469,7 +547,13 @@ impl Nginx {
         std::fs::read_to_string(self.dir.0.join("access.log")).unwrap_or_default()
     }
 
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpResponse {
         http(self.port, method, path, headers, body)
     }
 }
@@ -499,7 +583,10 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -508,9 +595,16 @@ impl HttpResponse {
 }
 
 /// One HTTP/1.1 request with `Connection: close`; decodes chunked bodies.
-pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to nginx");
-    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (n, v) in headers {
         req.push_str(&format!("{n}: {v}\r\n"));
@@ -527,7 +621,10 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body:
 }
 
 pub fn parse_http(raw: &[u8]) -> HttpResponse {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
     let status = lines
@@ -536,24 +633,31 @@ pub fn parse_http(raw: &[u8]) -> HttpResponse {
         .and_then(|s| s.parse().ok())
         .expect("status line");
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked"));
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
     if chunked {
         body = dechunk(&body);
     }
-    HttpResponse { status, headers, body }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
         let size_text = String::from_utf8_lossy(&b[..eol]).into_owned();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -566,7 +670,10 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 
 /// Runs a command and returns its stdout, panicking with its stderr on failure.
 pub fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("running {cmd}: {e} (installed by ./deploy/test)"));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e} (installed by ./deploy/test)"));
     assert!(
         out.status.success(),
         "{cmd} {args:?} failed: {}\n{}",
