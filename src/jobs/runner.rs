@@ -735,7 +735,10 @@ impl RunCtx {
             if self.live.stop_reason().is_some() {
                 return false;
             }
-            if last_persist.elapsed() >= PERSIST_EVERY {
+            // The last page is recorded at once: writing the file can take longer than the
+            // layout, and other workers' status pages should say so meanwhile.
+            let laid_out = total > 0 && done >= total;
+            if last_persist.elapsed() >= PERSIST_EVERY || laid_out {
                 last_persist = Instant::now();
                 snapshot.pages_done = done;
                 snapshot.pages_total = total;

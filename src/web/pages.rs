@@ -60,6 +60,8 @@ pub struct JobPage {
     pub pages_done: u32,
     pub pages_total: u32,
     pub percent: u32,
+    /// Every page is laid out and the file is being written (compression takes a while).
+    pub writing: bool,
     pub size: String,
     pub render_time: String,
     pub error: String,
@@ -83,6 +85,7 @@ impl JobPage {
             pages_done: done,
             pages_total: total.max(1),
             percent,
+            writing: state == State::Running && total > 0 && done >= total,
             size: job.size_bytes.map(human_bytes).unwrap_or_default(),
             render_time: job
                 .render_ms

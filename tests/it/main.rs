@@ -1,6 +1,8 @@
 //! Integration tests, one binary with a module per area (house style). They start the real
 //! `pdfworker` binary, and real nginx where the area needs it.
 
+mod browser;
+mod jobs;
 mod nginx;
 mod protocol;
 mod util;
