@@ -27,8 +27,8 @@ pub mod fastcgi {
 use fastcgi::pairs::{self, Pair};
 use fastcgi::record::{self, BeginRequest, HEADER_LEN, ProtocolError};
 
-/// Bounds what a hostile stream can make this harness hold: the connection limits the
-/// number of requests too, and without a bound the map is the harness's leak, not the codec's.
+/// How many PARAMS streams the harness joins at once, as the connection caps its concurrent
+/// requests; streams past the cap are still decoded record by record.
 const MAX_OPEN_STREAMS: usize = 64;
 
 /// Reads `data` as a connection does: record after record until the buffer ends in a partial

@@ -163,8 +163,9 @@ impl AppError {
 /// What a route decided; the handler writes it.
 enum Outcome {
     Reply(Reply),
-    /// A job was recorded: answer, finish the request, then start its render.
-    Started(Reply, Box<Pending>),
+    /// Valid parameters: record the job, answer 303, finish the request, then start its
+    /// render. The form comes along for the errors `enqueue` can still find.
+    Enqueue(Params, Box<FormPage>),
     Events(JobId),
 }
 
@@ -178,16 +179,24 @@ impl fastcgi::Handler for App {
             Outcome::Reply(reply) => {
                 let _ = send(reply, response).await;
             }
-            Outcome::Started(reply, pending) => {
+            Outcome::Enqueue(params, form) => {
+                let pending = match self.enqueue(params, form).await {
+                    Ok(pending) => pending,
+                    Err(e) => {
+                        let _ = send(e.reply(), response).await;
+                        return;
+                    }
+                };
                 let id = pending.id();
-                match send(reply, response).await {
+                log::info!("job {id}: queued");
+                match send(Reply::see_other(format!("/jobs/{id}")), response).await {
                     Ok(()) => log::info!("job {id}: answered 303, request finished"),
                     // The client or nginx went away: the job is recorded and renders anyway.
                     Err(e) => {
                         log::info!("job {id}: response not delivered ({e}); rendering anyway")
                     }
                 }
-                self.runner.start(*pending);
+                self.runner.start(pending);
             }
             Outcome::Events(id) => self.events(id, request.abort(), response).await,
         }
@@ -258,35 +267,38 @@ impl App {
             form.general_error = Some("The form data could not be read (broken encoding).".into());
             AppError::BadRequest(Box::new(form))
         })?;
-        let (params, mut form) = validate(&fields, self.max_rows);
+        let (params, form) = validate(&fields, self.max_rows);
         let Some(params) = params else {
             return Err(AppError::BadRequest(Box::new(form)));
         };
-        match self.runner.enqueue(params) {
-            Ok(pending) => {
-                let id = pending.id();
-                log::info!("job {id}: queued");
-                Ok(Outcome::Started(
-                    Reply::see_other(format!("/jobs/{id}")),
-                    Box::new(pending),
-                ))
-            }
+        Ok(Outcome::Enqueue(params, Box::new(form)))
+    }
+
+    /// Records the job. `enqueue` writes and fsyncs the record, so it runs on a blocking
+    /// thread: a slow disk must not hold up the requests sharing this runtime thread.
+    async fn enqueue(&self, params: Params, mut form: Box<FormPage>) -> Result<Pending, AppError> {
+        let runner = self.runner.clone();
+        let result = tokio::task::spawn_blocking(move || runner.enqueue(params))
+            .await
+            .map_err(|e| AppError::Internal(format!("recording a job: {e}")))?;
+        match result {
+            Ok(pending) => Ok(pending),
             Err(SubmitError::TooManyPages { pages, max }) => {
                 form.errors.rows = Some(format!(
                     "That makes {pages} pages; at most {max} pages fit in one report. Use fewer rows."
                 ));
-                Err(AppError::BadRequest(Box::new(form)))
+                Err(AppError::BadRequest(form))
             }
             Err(SubmitError::TooLarge { .. }) => {
                 form.errors.rows = Some(
                     "That report is too large for this server's memory budget. Use fewer rows."
                         .into(),
                 );
-                Err(AppError::BadRequest(Box::new(form)))
+                Err(AppError::BadRequest(form))
             }
             Err(SubmitError::Invalid { reason }) => {
                 form.general_error = Some(format!("This report cannot be made: {reason}."));
-                Err(AppError::BadRequest(Box::new(form)))
+                Err(AppError::BadRequest(form))
             }
             Err(SubmitError::Busy { retry_after }) => Err(AppError::Unavailable { retry_after }),
             Err(SubmitError::Store(e)) => Err(AppError::Internal(format!("recording a job: {e}"))),

@@ -562,7 +562,10 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         // SIGTERM: nginx's master stops its workers; a SIGKILL would orphan them, still
         // holding the listening socket.
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
