@@ -270,10 +270,10 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         // Deleting the session makes chromedriver quit Chromium (WebDriver §8.2).
-        if let Some(id) = self.session.take() {
-            if let Err(e) = self.call("DELETE", &format!("/session/{id}"), None) {
-                eprintln!("browser: deleting the session failed: {e}");
-            }
+        if let Some(id) = self.session.take()
+            && let Err(e) = self.call("DELETE", &format!("/session/{id}"), None)
+        {
+            eprintln!("browser: deleting the session failed: {e}");
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();

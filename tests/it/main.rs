@@ -3,6 +3,7 @@
 
 mod browser;
 mod jobs;
+mod listen;
 mod nginx;
 mod protocol;
 mod util;

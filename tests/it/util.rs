@@ -50,6 +50,7 @@ pub struct TestServer {
     pub data: PathBuf,
     child: Option<Child>,
     args: Vec<String>,
+    listen: String,
 }
 
 impl TestServer {
@@ -58,12 +59,24 @@ impl TestServer {
         let socket = dir.0.join("w.sock");
         let data = dir.0.join("data");
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        // A `--listen` among the extra flags replaces the default socket (the last one wins).
+        let listen = args
+            .windows(2)
+            .rev()
+            .find(|w| w[0] == "--listen")
+            .map(|w| w[1].clone())
+            .unwrap_or_else(|| format!("unix:{}", socket.display()));
+        let socket = match listen.strip_prefix("unix:") {
+            Some(p) => PathBuf::from(p),
+            None => socket,
+        };
         let mut s = TestServer {
             dir,
             socket,
             data,
             child: None,
             args,
+            listen,
         };
         s.spawn();
         s
@@ -79,7 +92,7 @@ impl TestServer {
         let child = Command::new(env!("CARGO_BIN_EXE_pdfworker"))
             .arg("serve")
             .arg("--listen")
-            .arg(format!("unix:{}", self.socket.display()))
+            .arg(&self.listen)
             .arg("--data-dir")
             .arg(&self.data)
             .arg("--socket-mode")
@@ -101,7 +114,11 @@ impl TestServer {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if UnixStream::connect(&self.socket).is_ok() {
+            let up = match self.listen.strip_prefix("tcp:") {
+                Some(addr) => TcpStream::connect(addr).is_ok(),
+                None => UnixStream::connect(&self.socket).is_ok(),
+            };
+            if up {
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
