@@ -164,9 +164,10 @@ fn check_incomplete(buf: &[u8]) {
     }
 }
 
-/// The only error `parse` has is a version byte other than 1, and it names that byte.
+/// The only error `parse` has is a version byte other than 1, and it names that byte; it is
+/// reported as soon as that first byte has arrived.
 fn check_error(buf: &[u8], e: &ProtocolError) {
-    assert!(buf.len() >= HEADER_LEN, "{e} before a whole header");
+    assert!(!buf.is_empty(), "{e} for an empty buffer");
     assert_ne!(buf[0], record::VERSION_1, "{e} for version 1");
     assert_eq!(*e, ProtocolError::Version(buf[0]));
 }

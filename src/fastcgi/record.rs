@@ -106,12 +106,16 @@ pub struct Record<'a> {
 /// # Errors
 /// [`ProtocolError::Version`] when the header's version is not 1.
 pub fn parse(buf: &[u8]) -> Result<Option<(Record<'_>, usize)>, ProtocolError> {
+    // The version byte alone tells a peer that is not speaking FastCGI (an HTTP client on
+    // the socket, say): drop it at once instead of waiting for a whole header.
+    if let Some(&v) = buf.first()
+        && v != VERSION_1
+    {
+        return Err(ProtocolError::Version(v));
+    }
     let Some(head) = buf.get(..HEADER_LEN) else {
         return Ok(None);
     };
-    if head[0] != VERSION_1 {
-        return Err(ProtocolError::Version(head[0]));
-    }
     let header = Header {
         kind: head[1],
         request_id: u16::from_be_bytes([head[2], head[3]]),
@@ -211,6 +215,11 @@ mod tests {
         )> = vec![
             ("empty buffer", vec![], Ok(None)),
             ("half a header", vec![1, 4, 0], Ok(None)),
+            (
+                "a wrong version byte alone",
+                vec![2],
+                Err(ProtocolError::Version(2)),
+            ),
             (
                 "header only, content missing",
                 header(PARAMS, 1, 3, 0),
