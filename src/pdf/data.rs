@@ -136,7 +136,7 @@ pub fn format_amount(cents: i64) -> String {
 }
 
 /// [`format_amount`] into an existing buffer.
-fn push_amount(out: &mut String, cents: i64) {
+pub(crate) fn push_amount(out: &mut String, cents: i64) {
     // `unsigned_abs` so that i64::MIN does not overflow.
     let abs = cents.unsigned_abs();
     if cents < 0 {

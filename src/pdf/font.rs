@@ -26,6 +26,9 @@ pub(crate) struct Face {
     pub(crate) parsed: ParsedFont,
     /// Advance of each ASCII character in thousandths of an em, as printpdf writes it into `/W`.
     ascii_units: [u32; 128],
+    /// Glyph id of each ASCII character (0 = .notdef), so the per-row text of the report is
+    /// encoded with table look-ups instead of a cmap search per character (issue #4).
+    ascii_gids: [u16; 128],
 }
 
 impl Face {
@@ -40,13 +43,13 @@ impl Face {
             name,
             parsed,
             ascii_units: [MISSING_GLYPH_UNITS; 128],
+            ascii_gids: [0; 128],
         };
-        let mut table = [MISSING_GLYPH_UNITS; 128];
-        for (cp, slot) in table.iter_mut().enumerate() {
-            // `cp` < 128, so it is always a valid char.
-            *slot = face.char_units_slow(char::from(cp as u8));
+        for cp in 0..128u8 {
+            let c = char::from(cp);
+            face.ascii_units[usize::from(cp)] = face.char_units_slow(c);
+            face.ascii_gids[usize::from(cp)] = face.gid_slow(c);
         }
-        face.ascii_units = table;
         Ok(face)
     }
 
@@ -61,6 +64,20 @@ impl Face {
         };
         let advance = self.parsed.get_glyph_width(gid).unwrap_or(0);
         (f32::from(advance) * 1000.0 / f32::from(self.parsed.units_per_em)) as u32
+    }
+
+    /// Glyph id of `c`, or 0 (.notdef) if the font lacks it, which is what printpdf writes for
+    /// such a character too.
+    fn gid_slow(&self, c: char) -> u16 {
+        self.parsed.lookup_glyph_index(u32::from(c)).unwrap_or(0)
+    }
+
+    /// Glyph id of `c` (0 if missing), the code an Identity-H content string carries for it.
+    pub(crate) fn gid(&self, c: char) -> u16 {
+        match self.ascii_gids.get(c as usize) {
+            Some(&gid) => gid,
+            None => self.gid_slow(c),
+        }
     }
 
     /// Advance of `c` in thousandths of an em.

@@ -3,31 +3,37 @@
 //! Owns the report's look (title block, table with a header on every page, zebra rows, totals,
 //! "Page X of Y" footer), the built-in sample data ([`sample_row`]) and the page arithmetic that
 //! admission control relies on ([`page_count`]). Does no I/O except writing to the writer it is
-//! handed, and must not depend on the rest of the crate: only `std`, `printpdf`, `serde`, `log`.
+//! handed, and must not depend on the rest of the crate: only `std`, `printpdf` (with the
+//! `lopdf` and `flate2` it is built on), `serde`, `log`.
+//!
+//! printpdf builds the document (fonts, metadata, page tree); page content is written as bytes
+//! by `content` and compressed page by page by `document`, because printpdf would hold every
+//! page's ops until the end and then deflate at the slowest level (issue #4).
 //!
 //! Text is set in the DejaVu Sans faces from `assets/fonts/`, embedded as Unicode CID fonts, so
 //! any title (Latin, Greek, Cyrillic, symbols) survives `pdftotext`; printpdf's built-in
 //! Helvetica would turn everything outside WinAnsi into `?`.
 
+mod content;
 mod data;
+mod document;
 mod font;
 mod layout;
 mod subset;
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use printpdf::{
-    Color, FontId, Greyscale, Mm, Op, PaintMode, PdfDocument, PdfFontHandle, PdfPage,
-    PdfParseErrorSeverity, PdfSaveOptions, Point, Pt, Rect, TextItem,
-};
+use printpdf::PdfDocument;
 
 pub use data::{Row, format_amount, sample_row, sample_total_cents};
 pub use layout::Capacity;
 
-use font::{Face, Fonts};
+use content::Content;
+use document::{Document, FontNames, Shared};
+use font::Fonts;
 use layout::{BASELINE_RISE, BODY_SIZE, Columns, FOOTER_SIZE, INFO_SIZE, MARGIN, PAD, ROW_H};
 
 /// Body rows on every page after the first, on A4 portrait (the shape the FPDF benchmark
@@ -176,11 +182,11 @@ pub fn page_count(rows: u32, paper: Paper, orientation: Orientation) -> u32 {
 
 /// Render `report` and write the PDF to `out`.
 ///
-/// `progress(pages_done, pages_total)` is called after each page is laid out; returning `false`
-/// stops the render with [`RenderError::Cancelled`] before anything is written. Serialising the
-/// laid-out document (content encoding, compression) happens after the last call, cannot be
-/// interrupted, and is most of the work: ~0.8 s of ~0.9 s for 1,000 A4 pages in a release
-/// build, so a deadline checked only in `progress` can be overrun by that much.
+/// `progress(pages_done, pages_total)` is called after each page is laid out and compressed;
+/// returning `false` stops the render with [`RenderError::Cancelled`] before anything is
+/// written. What remains after the last call is writing the file out, a small fraction of the
+/// work (the pages are compressed as they are made), so a deadline checked in `progress` is
+/// overrun by little more than the time to write the file.
 ///
 /// # Errors
 /// [`RenderError::Cancelled`] as above, [`RenderError::Pdf`] if printpdf reports an error while
@@ -197,53 +203,32 @@ pub fn render(
 
     let mut doc = PdfDocument::new(report.title);
     set_metadata(&mut doc, report.generated_at);
-    let regular = doc.add_font(&fonts.regular.for_document(report.title));
-    let bold = doc.add_font(&fonts.bold.for_document(report.title));
+    let alphabet: String = data::FIXED_ALPHABET
+        .chars()
+        .chain(report.title.chars())
+        .chain(['…'])
+        .collect();
+    let (mut document, names) = Document::new(Shared {
+        doc,
+        regular: fonts.regular.for_document(report.title),
+        bold: fonts.bold.for_document(report.title),
+        alphabet,
+        page_mm: layout::page_mm(report.paper, report.orientation),
+        page_pt: layout::page_pt(report.paper, report.orientation),
+    })?;
 
-    let mut painter = Painter::new(report, fonts, regular, bold, total_pages);
-    let (w_mm, h_mm) = layout::page_mm(report.paper, report.orientation);
-    // Vec::with_capacity would trust `total_pages` from the caller's row count; let it grow.
-    let mut pages = Vec::new();
+    let mut painter = Painter::new(report, fonts, &names, total_pages);
+    let mut content = Content::new();
     for page_no in 1..=total_pages {
         let (first_row, count) = capacity.rows_on(page_no, report.rows);
-        let ops = painter.page(page_no, first_row, count);
-        pages.push(PdfPage::new(Mm(w_mm), Mm(h_mm), ops));
+        content.clear();
+        painter.page(&mut content, page_no, first_row, count);
+        document.add_page(content.bytes())?;
         if !progress(page_no, total_pages) {
             return Err(RenderError::Cancelled);
         }
     }
-    doc.with_pages(pages);
-
-    let opts = PdfSaveOptions {
-        optimize: true,
-        // Only honoured with printpdf's `text_layout` feature, which this crate does not enable;
-        // `Face::for_document` has already stripped the fonts instead.
-        subset_fonts: true,
-        secure: true,
-        image_optimization: None,
-    };
-    let mut warnings = Vec::new();
-    let mut lo = doc.to_lopdf_document(&opts, &mut warnings);
-    // The page ops are now encoded into content streams; free them before compressing.
-    drop(doc);
-    if let Some(w) = warnings
-        .iter()
-        .find(|w| w.severity == PdfParseErrorSeverity::Error)
-    {
-        return Err(RenderError::Pdf(w.msg.clone()));
-    }
-    lo.compress();
-    let mut sink = Sink {
-        inner: io::BufWriter::with_capacity(64 * 1024, out),
-        error: None,
-    };
-    let saved = lo.save_to(&mut sink);
-    // lopdf wraps I/O failures in its own error type; the sink kept the original.
-    if let Some(e) = sink.error.take() {
-        return Err(RenderError::Io(e));
-    }
-    saved.map_err(|e| RenderError::Pdf(e.to_string()))?;
-    sink.inner.flush()?;
+    document.save(out)?;
     Ok(Rendered { pages: total_pages })
 }
 
@@ -283,55 +268,28 @@ fn format_utc(t: SystemTime) -> String {
     )
 }
 
-/// Writer adapter that remembers the first I/O error, because lopdf converts it into its own
-/// error type and the caller wants the `io::Error`.
-struct Sink<'w> {
-    inner: io::BufWriter<&'w mut dyn Write>,
-    error: Option<io::Error>,
-}
-
-impl Write for Sink<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf).map_err(|e| self.keep(e))
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.inner.write_all(buf).map_err(|e| self.keep(e))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush().map_err(|e| self.keep(e))
-    }
-}
-
-impl Sink<'_> {
-    fn keep(&mut self, e: io::Error) -> io::Error {
-        let copy = io::Error::new(e.kind(), e.to_string());
-        self.error.get_or_insert(e);
-        copy
-    }
-}
-
 /// Grey levels (0 = black, 1 = white).
 const HEADER_GREY: f32 = 0.82;
 const ZEBRA_GREY: f32 = 0.94;
 
-/// Builds the op list of one page at a time.
+/// Writes the content stream of one page at a time.
 ///
-/// Ops are kept lean because printpdf holds every page in memory until the document is
-/// serialised: one fill colour per batch of rectangles, one text object (`BT`..`ET`) per page,
-/// and one `Td` + one `TJ` per table row, with the gaps between cells expressed as TJ offsets
-/// instead of a text matrix per cell.
+/// Content is kept lean because it is compressed per page (issue #4): one fill per batch of
+/// rectangles, one text object (`BT`..`ET`) per page, and one `Td` + one `TJ` per table row,
+/// with the gaps between cells expressed as TJ offsets instead of a text matrix per cell.
 struct Painter<'a> {
     report: &'a Report<'a>,
     fonts: &'a Fonts,
-    regular: FontId,
-    bold: FontId,
+    /// `/name` of each face in the page resources.
+    regular: Vec<u8>,
+    bold: Vec<u8>,
     total_pages: u32,
     page_w: f32,
     page_h: f32,
     cols: Columns,
     total_text: String,
+    /// Reused per row, so a row costs no allocation beyond [`sample_row`]'s own.
+    scratch: String,
 }
 
 /// Text state of the page's single text object: where the current line starts, and which font
@@ -342,73 +300,25 @@ struct TextCursor {
     font: Option<(bool, u32)>,
 }
 
-/// One `TJ` being assembled: strings at absolute x positions on the same baseline.
-struct TjLine<'f> {
-    face: &'f Face,
-    size: f32,
-    /// Pen position relative to the line start, in points, computed from the same `/W` widths
-    /// the viewer uses (see [`Face::units`]).
-    pen: f32,
-    items: Vec<TextItem>,
-}
-
-impl<'f> TjLine<'f> {
-    fn new(face: &'f Face, size: f32, cells: usize) -> Self {
-        TjLine {
-            face,
-            size,
-            pen: 0.0,
-            items: Vec::with_capacity(cells * 2),
-        }
-    }
-
-    /// Place `text` so that it starts at `x` (relative to the line start).
-    fn left(&mut self, x: f32, text: String) {
-        let w = self.face.width(&text, self.size);
-        self.put(x, w, text);
-    }
-
-    /// Place `text` so that it ends at `x_right`.
-    fn right(&mut self, x_right: f32, text: String) {
-        let w = self.face.width(&text, self.size);
-        self.put(x_right - w, w, text);
-    }
-
-    fn put(&mut self, x: f32, w: f32, text: String) {
-        let gap = x - self.pen;
-        if gap.abs() > 0.001 {
-            // TJ numbers are thousandths of an em and move the pen left when positive.
-            self.items.push(TextItem::Offset(-gap * 1000.0 / self.size));
-        }
-        self.items.push(TextItem::Text(text));
-        self.pen = x + w;
-    }
-}
-
 impl<'a> Painter<'a> {
-    fn new(
-        report: &'a Report<'a>,
-        fonts: &'a Fonts,
-        regular: FontId,
-        bold: FontId,
-        total_pages: u32,
-    ) -> Self {
+    fn new(report: &'a Report<'a>, fonts: &'a Fonts, names: &FontNames, total_pages: u32) -> Self {
         let (page_w, page_h) = layout::page_pt(report.paper, report.orientation);
         Painter {
             report,
             fonts,
-            regular,
-            bold,
+            regular: content::pdf_name(&names.regular),
+            bold: content::pdf_name(&names.bold),
             total_pages,
             page_w,
             page_h,
             cols: Columns::for_width(page_w),
             total_text: format_amount(sample_total_cents(report.rows)),
+            scratch: String::with_capacity(32),
         }
     }
 
-    /// Ops for page `page_no`, holding body rows `first_row .. first_row + count`.
-    fn page(&mut self, page_no: u32, first_row: u32, count: u32) -> Vec<Op> {
+    /// Content of page `page_no`, holding body rows `first_row .. first_row + count`.
+    fn page(&mut self, out: &mut Content, page_no: u32, first_row: u32, count: u32) {
         let is_first = page_no == 1;
         let is_last = page_no == self.total_pages;
         let top = self.page_h - MARGIN;
@@ -422,152 +332,122 @@ impl<'a> Painter<'a> {
         let left = self.cols.table_left();
         let width = self.cols.table_width();
 
-        // ~2 ops per body row plus a fixed handful per page.
-        let mut ops = Vec::with_capacity(count as usize * 2 + 32);
-
         // Backgrounds first, so text is drawn over them.
-        ops.push(fill(HEADER_GREY));
-        ops.push(rect(left, bottom(0), width, ROW_H));
+        out.fill_grey(HEADER_GREY);
+        out.rect(left, bottom(0), width, ROW_H);
         if is_last {
-            ops.push(rect(left, bottom(count + 1), width, ROW_H));
+            out.rect(left, bottom(count + 1), width, ROW_H);
         }
-        ops.push(fill(ZEBRA_GREY));
+        out.fill();
+        out.fill_grey(ZEBRA_GREY);
+        let mut zebra = false;
         for k in 0..count {
             if first_row.wrapping_add(k) % 2 == 0 {
-                ops.push(rect(left, bottom(k + 1), width, ROW_H));
+                out.rect(left, bottom(k + 1), width, ROW_H);
+                zebra = true;
             }
         }
-        ops.push(fill(0.0));
+        if zebra {
+            out.fill();
+        }
+        out.fill_grey(0.0);
 
-        ops.push(Op::StartTextSection);
+        out.begin_text();
         let mut cur = TextCursor {
             line_x: 0.0,
             line_y: 0.0,
             font: None,
         };
         if is_first {
-            self.title_block(&mut ops, &mut cur, top);
+            self.title_block(out, &mut cur, top);
         }
 
         let header_base = bottom(0) + BASELINE_RISE;
-        self.set_font(&mut ops, &mut cur, true, BODY_SIZE);
-        self.move_to(&mut ops, &mut cur, left, header_base);
+        self.set_font(out, &mut cur, true, BODY_SIZE);
+        move_to(out, &mut cur, left, header_base);
         let c = &self.cols;
-        let mut line = TjLine::new(&self.fonts.bold, BODY_SIZE, 5);
-        line.right(c.index.right - PAD - left, "#".to_string());
-        line.left(c.date.left + PAD - left, "Date".to_string());
-        line.left(c.description.left + PAD - left, "Description".to_string());
-        line.left(c.category.left + PAD - left, "Category".to_string());
-        line.right(c.amount.right - PAD - left, "Amount".to_string());
-        ops.push(Op::ShowText { items: line.items });
+        let mut line = out.tj(&self.fonts.bold, BODY_SIZE);
+        line.right(c.index.right - PAD - left, "#");
+        line.left(c.date.left + PAD - left, "Date");
+        line.left(c.description.left + PAD - left, "Description");
+        line.left(c.category.left + PAD - left, "Category");
+        line.right(c.amount.right - PAD - left, "Amount");
+        line.end();
 
-        self.set_font(&mut ops, &mut cur, false, BODY_SIZE);
+        self.set_font(out, &mut cur, false, BODY_SIZE);
         for k in 0..count {
             let row = sample_row(first_row.saturating_add(k));
-            self.move_to(&mut ops, &mut cur, left, bottom(k + 1) + BASELINE_RISE);
-            let mut line = TjLine::new(&self.fonts.regular, BODY_SIZE, 5);
-            line.right(c.index.right - PAD - left, row.index.to_string());
-            line.left(c.date.left + PAD - left, row.date);
-            line.left(c.description.left + PAD - left, row.description);
-            line.left(c.category.left + PAD - left, row.category.to_string());
-            line.right(c.amount.right - PAD - left, format_amount(row.amount_cents));
-            ops.push(Op::ShowText { items: line.items });
+            move_to(out, &mut cur, left, bottom(k + 1) + BASELINE_RISE);
+            let c = &self.cols;
+            let mut line = out.tj(&self.fonts.regular, BODY_SIZE);
+            self.scratch.clear();
+            // Writing to a String cannot fail.
+            let _ = write!(self.scratch, "{}", row.index);
+            line.right(c.index.right - PAD - left, &self.scratch);
+            line.left(c.date.left + PAD - left, &row.date);
+            line.left(c.description.left + PAD - left, &row.description);
+            line.left(c.category.left + PAD - left, row.category);
+            self.scratch.clear();
+            data::push_amount(&mut self.scratch, row.amount_cents);
+            line.right(c.amount.right - PAD - left, &self.scratch);
+            line.end();
         }
 
         if is_last {
-            self.set_font(&mut ops, &mut cur, true, BODY_SIZE);
-            self.move_to(&mut ops, &mut cur, left, bottom(count + 1) + BASELINE_RISE);
-            let mut line = TjLine::new(&self.fonts.bold, BODY_SIZE, 2);
-            line.left(c.index.left + PAD - left, "Total".to_string());
-            line.right(c.amount.right - PAD - left, self.total_text.clone());
-            ops.push(Op::ShowText { items: line.items });
+            self.set_font(out, &mut cur, true, BODY_SIZE);
+            move_to(out, &mut cur, left, bottom(count + 1) + BASELINE_RISE);
+            let c = &self.cols;
+            let mut line = out.tj(&self.fonts.bold, BODY_SIZE);
+            line.left(c.index.left + PAD - left, "Total");
+            line.right(c.amount.right - PAD - left, &self.total_text);
+            line.end();
         }
 
-        let footer = format!("Page {page_no} of {}", self.total_pages);
-        self.set_font(&mut ops, &mut cur, false, FOOTER_SIZE);
-        let fw = self.fonts.regular.width(&footer, FOOTER_SIZE);
-        self.move_to(&mut ops, &mut cur, (self.page_w - fw) / 2.0, MARGIN / 2.0);
-        ops.push(Op::ShowText {
-            items: vec![TextItem::Text(footer)],
-        });
-        ops.push(Op::EndTextSection);
-        ops
+        self.scratch.clear();
+        let _ = write!(self.scratch, "Page {page_no} of {}", self.total_pages);
+        self.set_font(out, &mut cur, false, FOOTER_SIZE);
+        let fw = self.fonts.regular.width(&self.scratch, FOOTER_SIZE);
+        move_to(out, &mut cur, (self.page_w - fw) / 2.0, MARGIN / 2.0);
+        out.show(&self.fonts.regular, &self.scratch);
+        out.end_text();
     }
 
     /// Title (one or two lines), generation time and row count, above the table on page 1.
-    fn title_block(&self, ops: &mut Vec<Op>, cur: &mut TextCursor, top: f32) {
+    fn title_block(&self, out: &mut Content, cur: &mut TextCursor, top: f32) {
         let left = self.cols.table_left();
         let fitted =
             layout::fit_title(&self.fonts.bold, self.report.title, self.cols.table_width());
-        self.set_font(ops, cur, true, fitted.size);
+        self.set_font(out, cur, true, fitted.size);
         let mut base = top - fitted.size;
-        for line in fitted.lines {
-            self.move_to(ops, cur, left, base);
-            ops.push(Op::ShowText {
-                items: vec![TextItem::Text(line)],
-            });
+        for line in &fitted.lines {
+            move_to(out, cur, left, base);
+            out.show(&self.fonts.bold, line);
             base -= fitted.size * 1.2;
         }
-        self.set_font(ops, cur, false, INFO_SIZE);
+        self.set_font(out, cur, false, INFO_SIZE);
         let generated = format!("Generated {}", format_utc(self.report.generated_at));
-        self.move_to(ops, cur, left, top - 50.0);
-        ops.push(Op::ShowText {
-            items: vec![TextItem::Text(generated)],
-        });
+        move_to(out, cur, left, top - 50.0);
+        out.show(&self.fonts.regular, &generated);
         let rows = format!("Rows: {}", self.report.rows);
-        self.move_to(ops, cur, left, top - 64.0);
-        ops.push(Op::ShowText {
-            items: vec![TextItem::Text(rows)],
-        });
+        move_to(out, cur, left, top - 64.0);
+        out.show(&self.fonts.regular, &rows);
     }
 
-    fn set_font(&self, ops: &mut Vec<Op>, cur: &mut TextCursor, bold: bool, size: f32) {
+    fn set_font(&self, out: &mut Content, cur: &mut TextCursor, bold: bool, size: f32) {
         let key = (bold, size.to_bits());
         if cur.font == Some(key) {
             return;
         }
         cur.font = Some(key);
-        let id = if bold { &self.bold } else { &self.regular };
-        ops.push(Op::SetFont {
-            font: PdfFontHandle::External(id.clone()),
-            size: Pt(size),
-        });
-    }
-
-    /// `Td` is relative to the start of the current line, so track where that is.
-    fn move_to(&self, ops: &mut Vec<Op>, cur: &mut TextCursor, x: f32, y: f32) {
-        ops.push(Op::SetTextCursor {
-            pos: Point {
-                x: Pt(x - cur.line_x),
-                y: Pt(y - cur.line_y),
-            },
-        });
-        cur.line_x = x;
-        cur.line_y = y;
+        out.set_font(if bold { &self.bold } else { &self.regular }, size);
     }
 }
 
-fn fill(grey: f32) -> Op {
-    Op::SetFillColor {
-        col: Color::Greyscale(Greyscale {
-            percent: grey,
-            icc_profile: None,
-        }),
-    }
-}
-
-/// A filled rectangle with its lower-left corner at (`x`, `y`).
-fn rect(x: f32, y: f32, w: f32, h: f32) -> Op {
-    Op::DrawRectangle {
-        rectangle: Rect {
-            x: Pt(x),
-            y: Pt(y),
-            width: Pt(w),
-            height: Pt(h),
-            mode: Some(PaintMode::Fill),
-            winding_order: None,
-        },
-    }
+/// `Td` is relative to the start of the current line, so track where that is.
+fn move_to(out: &mut Content, cur: &mut TextCursor, x: f32, y: f32) {
+    out.move_text(x - cur.line_x, y - cur.line_y);
+    cur.line_x = x;
+    cur.line_y = y;
 }
 
 #[cfg(test)]
