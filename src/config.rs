@@ -60,7 +60,7 @@ SERVE OPTIONS (flag / environment variable / default):
     --queue-limit N            PDFWORKER_QUEUE_LIMIT        64
     --max-rows N               PDFWORKER_MAX_ROWS           100000
     --max-pages N              PDFWORKER_MAX_PAGES          5000
-    --memory-budget-mb N       PDFWORKER_MEMORY_BUDGET_MB   2048
+    --memory-budget-mb N       PDFWORKER_MEMORY_BUDGET_MB   512
     --render-timeout-secs N    PDFWORKER_RENDER_TIMEOUT_SECS 1800
     --retention-hours N        PDFWORKER_RETENTION_HOURS    24
     --max-conns N              PDFWORKER_MAX_CONNS          1024

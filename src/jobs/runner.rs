@@ -51,7 +51,8 @@ pub struct RunnerConfig {
     pub max_pages: u32,
     /// Bytes all running renders may use together, by estimate.
     pub memory_budget: u64,
-    /// Memory estimate per page (printpdf keeps the whole document in memory).
+    /// Memory estimate per page: the renderer keeps each page's compressed content until the
+    /// file is written (measured 3–5 KB per page; the default leaves a wide margin).
     pub bytes_per_page: u64,
     /// A render still running after this long is stopped and its job failed.
     pub render_deadline: Duration,
@@ -70,8 +71,8 @@ impl Default for RunnerConfig {
             slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
             queue_limit: 64,
             max_pages: 5_000,
-            memory_budget: 2 * 1024 * 1024 * 1024,
-            bytes_per_page: 110 * 1024,
+            memory_budget: 512 * 1024 * 1024,
+            bytes_per_page: 16 * 1024,
             render_deadline: Duration::from_secs(30 * 60),
             max_attempts: 3,
             janitor_interval: Duration::from_secs(5),
