@@ -66,6 +66,7 @@ SERVE OPTIONS (flag / environment variable / default):
     --max-conns N              PDFWORKER_MAX_CONNS          1024
     --max-body-bytes N         PDFWORKER_MAX_BODY_BYTES     1048576
     --read-timeout-secs N      PDFWORKER_READ_TIMEOUT_SECS  10
+    --request-timeout-secs N   PDFWORKER_REQUEST_TIMEOUT_SECS 60
     --idle-timeout-secs N      PDFWORKER_IDLE_TIMEOUT_SECS  75
     --shutdown-grace-secs N    PDFWORKER_SHUTDOWN_GRACE_SECS 20
 
@@ -177,6 +178,7 @@ const SERVE_FLAGS: &[&str] = &[
     "max-conns",
     "max-body-bytes",
     "read-timeout-secs",
+    "request-timeout-secs",
     "idle-timeout-secs",
     "shutdown-grace-secs",
 ];
@@ -197,15 +199,13 @@ fn serve<E: Fn(&str) -> Option<String>>(flags: &Flags, env: &E) -> Result<ServeC
         setting::<PathBuf, _>(flags, env, "data-dir")?.unwrap_or_else(|| "var/data".into());
 
     let mut runner = RunnerConfig::default();
-    if let Some(n) = positive(
-        setting::<usize, _>(flags, env, "render-slots")?,
-        "render-slots",
-    )? {
+    if let Some(n) = at_most(setting(flags, env, "render-slots")?, "render-slots", 1024)? {
         runner.slots = n;
     }
-    if let Some(n) = positive(
-        setting::<usize, _>(flags, env, "queue-limit")?,
+    if let Some(n) = at_most(
+        setting(flags, env, "queue-limit")?,
         "queue-limit",
+        1_000_000,
     )? {
         runner.queue_limit = n;
     }
@@ -234,7 +234,7 @@ fn serve<E: Fn(&str) -> Option<String>>(flags: &Flags, env: &E) -> Result<ServeC
         positive(setting::<u32, _>(flags, env, "max-rows")?, "max-rows")?.unwrap_or(100_000);
 
     let mut fcgi = fastcgi::Config::default();
-    if let Some(n) = positive(setting::<usize, _>(flags, env, "max-conns")?, "max-conns")? {
+    if let Some(n) = at_most(setting(flags, env, "max-conns")?, "max-conns", 65_536)? {
         fcgi.max_conns = n;
     }
     if let Some(n) = positive(
@@ -248,6 +248,12 @@ fn serve<E: Fn(&str) -> Option<String>>(flags: &Flags, env: &E) -> Result<ServeC
         "read-timeout-secs",
     )? {
         fcgi.read_timeout = Duration::from_secs(s);
+    }
+    if let Some(s) = positive(
+        setting::<u64, _>(flags, env, "request-timeout-secs")?,
+        "request-timeout-secs",
+    )? {
+        fcgi.request_timeout = Duration::from_secs(s);
     }
     if let Some(s) = positive(
         setting::<u64, _>(flags, env, "idle-timeout-secs")?,
@@ -265,6 +271,14 @@ fn serve<E: Fn(&str) -> Option<String>>(flags: &Flags, env: &E) -> Result<ServeC
         max_rows,
         shutdown_grace: Duration::from_secs(grace),
     })
+}
+
+/// [`positive`], and at most `max` (semaphores and permit counts have upper bounds).
+fn at_most(v: Option<usize>, name: &str, max: usize) -> Result<Option<usize>, String> {
+    match positive(v, name)? {
+        Some(n) if n > max => Err(format!("--{name} must be at most {max}")),
+        other => Ok(other),
+    }
 }
 
 fn positive<T: PartialEq + Default>(v: Option<T>, name: &str) -> Result<Option<T>, String> {
@@ -340,6 +354,7 @@ mod tests {
         let cases = [
             ("serve --max-rows lots", "--max-rows"),
             ("serve --max-rows 0", "max-rows"),
+            ("serve --max-conns 100000000", "at most"),
             ("serve --socket-mode 999", "--socket-mode"),
             ("serve --listen /x.sock", "unix:PATH"),
             ("serve --bogus 1", "--bogus"),

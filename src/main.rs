@@ -123,16 +123,27 @@ fn serve(cfg: ServeConfig) -> Result<(), String> {
             cfg.data_dir.display(),
             cfg.runner.slots
         );
-        fastcgi::serve(
+        // Renders drain while the server drains its connections: one grace period for both,
+        // so systemd's TimeoutStopSec only has to cover the grace plus writing one file.
+        let drain = {
+            let runner = runner.clone();
+            let stop = stop.clone();
+            let grace = cfg.shutdown_grace;
+            tokio::spawn(async move {
+                stop.wait().await;
+                runner.drain(grace).await;
+            })
+        };
+        let served = fastcgi::serve(
             listener,
             app,
             cfg.fastcgi.clone(),
             cfg.shutdown_grace,
             stop.wait(),
         )
-        .await
-        .map_err(|e| format!("server: {e}"))?;
-        runner.drain(cfg.shutdown_grace).await;
+        .await;
+        let _ = drain.await;
+        served.map_err(|e| format!("server: {e}"))?;
         let _ = janitor.await;
         log::info!("stopped");
         Ok(())

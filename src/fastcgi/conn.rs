@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
 
 use super::record::{self, BeginRequest, ProtocolError};
 use super::request::{Abort, Active, Out, Request, Response};
@@ -23,6 +24,8 @@ const WRITE_QUEUE: usize = 32;
 
 /// A request still receiving its PARAMS or STDIN stream.
 struct Incoming {
+    /// When BEGIN_REQUEST arrived: the whole request must arrive within `request_timeout`.
+    begun: Instant,
     keep_conn: bool,
     params: Vec<u8>,
     params_done: bool,
@@ -79,11 +82,10 @@ pub(crate) async fn run<S, H>(
         }
         _ => log::warn!("conn {conn_id}: closing: {}", stop.describe()),
     }
-    // The web server is gone or we are closing: handlers still streaming should stop. Work
-    // that a handler continued after finish() holds no abort signal and is not affected.
-    if !matches!(stop, Stop::Shutdown) {
-        conn.active.abort_all();
-    }
+    // The web server is gone or we are closing: handlers still streaming (Server-Sent
+    // Events) stop and end their requests, so shutdown is not held up by them. Work that a
+    // handler continued after finish() holds no abort signal and is not affected.
+    conn.active.abort_all();
     drop(conn);
     // The writer ends when every response has been dropped or finished.
     let _ = writer_task.await;
@@ -130,11 +132,15 @@ struct Conn<H> {
     incoming: HashMap<u16, Incoming>,
     /// After a request was refused for its size, the id whose streams are read and discarded
     /// (so the web server can finish sending and read our answer) before the connection closes.
-    reject_drain: Option<(u16, usize)>,
+    reject_drain: Option<(u16, usize, Instant)>,
 }
 
 /// Bytes read and thrown away after a 413 before the connection is closed regardless.
 const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
+
+/// After shutdown begins, an idle connection stays open this long for a request the web server
+/// may already have sent on it (nginx does not retry a POST on another connection).
+const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
 
 impl<H: Handler> Conn<H> {
     async fn read_loop<R: AsyncRead + Unpin>(
@@ -145,6 +151,8 @@ impl<H: Handler> Conn<H> {
     ) -> Stop {
         let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
         let mut draining_for_shutdown = false;
+        // When the first byte of the record still incomplete in `buf` arrived.
+        let mut record_started: Option<Instant> = None;
         loop {
             // Handle every complete record already buffered.
             let mut used = 0;
@@ -161,37 +169,33 @@ impl<H: Handler> Conn<H> {
                 }
             }
             buf.drain(..used);
+            if buf.is_empty() {
+                record_started = None;
+            } else if used > 0 || record_started.is_none() {
+                record_started = Some(Instant::now());
+            }
             if closed.is_closed() {
                 return Stop::Closed;
             }
-            if draining_for_shutdown && self.incoming.is_empty() {
-                return Stop::Shutdown;
-            }
-            if let Some((_, drained)) = self.reject_drain
+            if let Some((_, drained, _)) = self.reject_drain
                 && drained > DRAIN_LIMIT
             {
                 return Stop::TooLarge;
             }
 
-            // Mid-record or mid-request the peer must keep sending; between requests it may
-            // idle for longer (nginx's upstream keepalive_timeout, 60 s by default, is below
-            // our 75 s idle default so nginx closes first).
-            let mid_request =
-                !buf.is_empty() || !self.incoming.is_empty() || self.reject_drain.is_some();
-            let (limit, what) = if mid_request {
-                (self.config.read_timeout, "stalled mid-request")
-            } else {
-                (self.config.idle_timeout, "idle")
-            };
+            let (deadline, what) = self.deadline(record_started, draining_for_shutdown);
+            let idle =
+                record_started.is_none() && self.incoming.is_empty() && self.reject_drain.is_none();
             if buf.capacity() - buf.len() < 4096 {
                 buf.reserve(16 * 1024);
             }
             tokio::select! {
-                r = tokio::time::timeout(limit, reader.read_buf(&mut buf)) => match r {
+                r = tokio::time::timeout_at(deadline, reader.read_buf(&mut buf)) => match r {
                     Ok(Ok(0)) => return Stop::Eof,
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Stop::Io(e),
-                    Err(_) if !mid_request && self.active.len() > 0 => {
+                    Err(_) if idle && draining_for_shutdown => return Stop::Shutdown,
+                    Err(_) if idle && self.active.len() > 0 => {
                         // Idle only in the reading direction: a handler is still streaming.
                     }
                     Err(_) => return Stop::Timeout(what),
@@ -206,14 +210,56 @@ impl<H: Handler> Conn<H> {
         }
     }
 
+    /// When the next read must have happened, and what it is called if it does not.
+    ///
+    /// Idle between requests: `idle_timeout` (nginx's upstream keepalive_timeout, 60 s by
+    /// default, is below our 75 s so nginx closes first), or [`SHUTDOWN_LINGER`] once shutdown
+    /// began. Otherwise the peer must keep sending: every read within `read_timeout`, a record
+    /// complete within `read_timeout` of its first byte, and a whole request within
+    /// `request_timeout` of its BEGIN_REQUEST, so a peer trickling a byte at a time is dropped.
+    fn deadline(
+        &self,
+        record_started: Option<Instant>,
+        shutting_down: bool,
+    ) -> (Instant, &'static str) {
+        let now = Instant::now();
+        let idle =
+            record_started.is_none() && self.incoming.is_empty() && self.reject_drain.is_none();
+        if idle {
+            let wait = if shutting_down {
+                SHUTDOWN_LINGER
+            } else {
+                self.config.idle_timeout
+            };
+            return (now + wait, "idle");
+        }
+        let mut deadline = (now + self.config.read_timeout, "stalled mid-request");
+        if let Some(t) = record_started {
+            deadline = deadline.min((t + self.config.read_timeout, "stalled mid-record"));
+        }
+        if let Some(t) = self.incoming.values().map(|r| r.begun).min() {
+            deadline = deadline.min((
+                t + self.config.request_timeout,
+                "request not received in time",
+            ));
+        }
+        if let Some((_, _, t)) = self.reject_drain {
+            deadline = deadline.min((t + self.config.read_timeout, "draining a refused request"));
+        }
+        deadline
+    }
+
     async fn on_record(&mut self, rec: record::Record<'_>) -> Result<(), Stop> {
         let id = rec.header.request_id;
         let kind = rec.header.kind;
-        if let Some((drain_id, drained)) = &mut self.reject_drain
+        if let Some((drain_id, drained, _)) = &mut self.reject_drain
             && id == *drain_id
         {
             *drained += rec.content.len();
-            if kind == record::STDIN && rec.content.is_empty() {
+            // The end of the refused body, or the web server already reusing the id (our
+            // END_REQUEST freed it): close now rather than swallow a new request.
+            let body_ended = kind == record::STDIN && rec.content.is_empty();
+            if body_ended || kind == record::BEGIN_REQUEST {
                 return Err(Stop::TooLarge);
             }
             return Ok(());
@@ -252,9 +298,16 @@ impl<H: Handler> Conn<H> {
         if kind == record::GET_VALUES {
             let asked = pairs::decode(content).map_err(Stop::Malformed)?;
             let mut body = Vec::new();
+            let mut answered: Vec<&[u8]> = Vec::new();
             for (name, _) in asked {
+                // Each known name once: a peer repeating a name thousands of times must not
+                // make the answer outgrow one record.
+                if answered.contains(&name) {
+                    continue;
+                }
                 if let Some(value) = self.config.value(name) {
                     pairs::encode(&mut body, name, value.as_bytes());
+                    answered.push(name);
                 }
             }
             record::push(&mut out, record::GET_VALUES_RESULT, 0, &body);
@@ -295,6 +348,7 @@ impl<H: Handler> Conn<H> {
         self.incoming.insert(
             id,
             Incoming {
+                begun: Instant::now(),
                 keep_conn: begin.keep_conn,
                 params: Vec::new(),
                 params_done: false,
@@ -408,7 +462,7 @@ impl<H: Handler> Conn<H> {
         record::push_end_request(&mut out, id, 0, record::REQUEST_COMPLETE);
         // Not closing via the writer: the reader still drains; it closes when done.
         self.send(out, false).await?;
-        self.reject_drain = Some((id, 0));
+        self.reject_drain = Some((id, 0, Instant::now()));
         Ok(())
     }
 

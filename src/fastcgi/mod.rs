@@ -45,8 +45,11 @@ pub struct Config {
     pub max_params_bytes: usize,
     /// Bytes of one request's body (STDIN); over it, or a larger CONTENT_LENGTH: 413 and close.
     pub max_body_bytes: usize,
-    /// How long a peer may stall in the middle of a record or a request.
+    /// How long a peer may stall in the middle of a record or a request (per read, and from a
+    /// record's first byte to its last).
     pub read_timeout: Duration,
+    /// How long one request may take to arrive whole, from BEGIN_REQUEST to the end of STDIN.
+    pub request_timeout: Duration,
     /// How long a connection may sit idle between requests.
     pub idle_timeout: Duration,
     /// How long one write to the peer may take.
@@ -61,6 +64,7 @@ impl Default for Config {
             max_params_bytes: 64 * 1024,
             max_body_bytes: 1024 * 1024,
             read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(75),
             write_timeout: Duration::from_secs(30),
         }

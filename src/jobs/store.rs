@@ -63,6 +63,9 @@ impl std::error::Error for StoreError {
     }
 }
 
+/// The largest job record `load` reads; a record is well under 2 KB.
+const MAX_RECORD_BYTES: u64 = 64 * 1024;
+
 /// Job records, claims and PDFs under one data directory. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -134,15 +137,22 @@ impl Store {
     /// `StoreError::Io` if it cannot be read.
     pub fn load(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         let path = self.record_path(id);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
+        let file = match fs::File::open(&path) {
+            Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StoreError::io(&path, e)),
         };
+        // A record is under 2 KB; anything past the cap is not one of ours.
+        let mut bytes = Vec::with_capacity(2048);
+        io::Read::read_to_end(&mut io::Read::take(file, MAX_RECORD_BYTES + 1), &mut bytes)
+            .map_err(|e| StoreError::io(&path, e))?;
         let corrupt = |reason: String| StoreError::Corrupt {
             path: path.clone(),
             reason,
         };
+        if bytes.len() as u64 > MAX_RECORD_BYTES {
+            return Err(corrupt(format!("larger than {MAX_RECORD_BYTES} bytes")));
+        }
         let job: Job = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
         if job.id != id {
             return Err(corrupt(format!("it names job {}", job.id)));

@@ -91,6 +91,10 @@ pub enum AppError {
         id: JobId,
         state: State,
     },
+    /// The download of a job whose render failed.
+    Failed {
+        id: JobId,
+    },
     Unavailable {
         retry_after: Duration,
     },
@@ -142,6 +146,13 @@ impl AppError {
                 ),
                 Some(format!("/jobs/{id}")),
                 "See its progress",
+            ),
+            AppError::Failed { id } => msg(
+                410,
+                "No file to download",
+                "This report could not be made, so there is no file. Its page says why.",
+                Some(format!("/jobs/{id}")),
+                "See what happened",
             ),
             AppError::Unavailable { retry_after } => msg(
                 503,
@@ -342,6 +353,9 @@ impl App {
 
     fn download(&self, id: JobId) -> Result<Outcome, AppError> {
         let job = self.load(id)?;
+        if job.state == State::Failed {
+            return Err(AppError::Failed { id });
+        }
         if job.state != State::Done {
             return Err(AppError::NotReady {
                 id,
@@ -378,8 +392,22 @@ impl App {
         }
         let deadline = tokio::time::Instant::now() + SSE_MAX;
         let mut last = String::new();
-        while let Ok(job) = self.load(id) {
-            let json = progress_json(&job, self.live(id).filter(|_| !job.state.is_final()));
+        // The record is read once, then again only when this process has no live progress
+        // for the job (another worker renders it) or the job has just ended.
+        let mut record = match self.load(id) {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        loop {
+            let live = self.live(id).filter(|_| !record.state.is_final());
+            if live.is_none_or(|(state, _, _)| state.is_final()) {
+                match self.load(id) {
+                    Ok(job) => record = job,
+                    Err(_) => break,
+                }
+            }
+            let job = &record;
+            let json = progress_json(job, self.live(id).filter(|_| !job.state.is_final()));
             if json != last {
                 let event = format!("event: progress\ndata: {json}\n\n");
                 if response.write(event.as_bytes()).await.is_err()

@@ -39,8 +39,8 @@ fn wait_state(srv: &TestServer, id: &str, want: &[&str], limit: Duration) -> Str
 
 #[test]
 fn a_worker_killed_mid_render_publishes_nothing_and_the_job_is_rendered_after_restart() {
-    let mut srv = TestServer::start(&[]);
-    let id = submit(&mut srv.connect(), "Survivor", "100000");
+    let mut srv = TestServer::start(&BIG_FLAGS);
+    let id = submit(&mut srv.connect(), "Survivor", BIG_ROWS);
     wait_for(
         Duration::from_secs(30),
         "the render to make progress",
@@ -62,7 +62,7 @@ fn a_worker_killed_mid_render_publishes_nothing_and_the_job_is_rendered_after_re
         "{json}\n{}",
         srv.log()
     );
-    crate::nginx::check_pdf(&pdf, "Survivor", 100_000);
+    crate::nginx::check_pdf(&pdf, "Survivor", 1_000_000);
     let leftovers: Vec<_> = std::fs::read_dir(srv.data.join("files"))
         .expect("files dir")
         .filter_map(|e| e.ok())
@@ -77,8 +77,8 @@ fn a_worker_killed_mid_render_publishes_nothing_and_the_job_is_rendered_after_re
 
 #[test]
 fn sigterm_mid_render_hands_the_job_to_the_next_process() {
-    let mut srv = TestServer::start(&["--shutdown-grace-secs", "1"]);
-    let id = submit(&mut srv.connect(), "Handed over", "100000");
+    let mut srv = TestServer::start(&[&BIG_FLAGS[..], &["--shutdown-grace-secs", "1"]].concat());
+    let id = submit(&mut srv.connect(), "Handed over", BIG_ROWS);
     wait_state(&srv, &id, &["running"], Duration::from_secs(30));
     let status = srv.terminate().expect("exit status");
     assert!(status.success(), "clean exit: {status}\n{}", srv.log());
@@ -100,10 +100,10 @@ fn sigterm_mid_render_hands_the_job_to_the_next_process() {
 
 #[test]
 fn any_worker_on_the_data_dir_answers_the_status_of_a_job_another_renders() {
-    let a = TestServer::start(&[]);
+    let a = TestServer::start(&BIG_FLAGS);
     let b_args = ["--data-dir", a.data.to_str().expect("utf-8 path")];
     let b = TestServer::start(&b_args);
-    let id = submit(&mut a.connect(), "Shared", "60000");
+    let id = submit(&mut a.connect(), "Shared", BIG_ROWS);
     // B did not take the request, yet sees the job and its progress from the record.
     let json = wait_for(
         Duration::from_secs(60),

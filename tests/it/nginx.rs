@@ -42,9 +42,9 @@ fn wait_done(ng: &Nginx, id: &str) {
 /// the render runs can only have come over nginx's kept-alive connection.
 #[test]
 fn issue_2_next_request_on_the_kept_alive_connection_is_served_while_the_render_runs() {
-    let srv = TestServer::start(&["--max-conns", "1"]);
+    let srv = TestServer::start(&[&BIG_FLAGS[..], &["--max-conns", "1"]].concat());
     let ng = Nginx::start(&[&srv.socket], &srv.data.join("files"), true);
-    let r = post_form(&ng, &form("Keep-alive proof", "100000", "a4", "landscape"));
+    let r = post_form(&ng, &form("Keep-alive proof", BIG_ROWS, "a4", "portrait"));
     assert_eq!(
         r.status,
         303,
@@ -349,9 +349,9 @@ fn issue_3_a_script_title_is_escaped_on_every_page() {
 
 #[test]
 fn issue_3_download_before_done_is_409() {
-    let srv = TestServer::start(&["--render-slots", "1"]);
+    let srv = TestServer::start(&[&BIG_FLAGS[..], &["--render-slots", "1"]].concat());
     let ng = Nginx::start(&[&srv.socket], &srv.data.join("files"), false);
-    let first = job_id(&post_form(&ng, &form("Big", "100000", "a4", "portrait")));
+    let first = job_id(&post_form(&ng, &form("Big", BIG_ROWS, "a4", "portrait")));
     let second = job_id(&post_form(&ng, &form("Queued", "10", "a4", "portrait")));
     let r = ng.request("GET", &format!("/jobs/{second}/download"), &[], b"");
     assert_eq!(r.status, 409, "{}", r.text());

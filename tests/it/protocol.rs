@@ -1,5 +1,6 @@
 //! The FastCGI layer, spoken to in raw bytes against the real binary (issue #2).
 
+use std::io::Write;
 use std::time::Duration;
 
 use crate::util::*;
@@ -180,10 +181,10 @@ fn abort_before_the_handler_starts_ends_the_request_once() {
 
 #[test]
 fn abort_stops_a_streaming_handler_and_end_request_comes_once() {
-    let srv = TestServer::start(&[]);
+    let srv = TestServer::start(&BIG_FLAGS);
     let mut c = srv.connect();
     // A job that renders for a while, so its event stream stays open.
-    let body = form("Long", "100000", "a4", "portrait");
+    let body = form("Long", BIG_ROWS, "a4", "portrait");
     c.send_request(
         1,
         true,
@@ -437,4 +438,136 @@ fn sigterm_lets_an_in_flight_request_finish() {
         srv.log()
     );
     assert!(!srv.socket.exists(), "the socket file is removed on exit");
+}
+
+#[test]
+fn get_values_with_a_name_repeated_thousands_of_times_answers_each_name_once() {
+    let srv = TestServer::start(&[]);
+    let mut c = srv.connect();
+    let mut q = Vec::new();
+    while q.len() < 60_000 {
+        q.extend(pair(b"FCGI_MAX_REQS", b""));
+    }
+    c.send(&record(GET_VALUES, 0, &q));
+    let rec = c.read_record().expect("GET_VALUES_RESULT");
+    assert_eq!(rec.kind, GET_VALUES_RESULT);
+    assert_eq!(
+        rec.content,
+        [&[13u8, 5][..], b"FCGI_MAX_REQS", b"16384"].concat()
+    );
+    assert_eq!(
+        c.get(1, "/healthz").status(),
+        200,
+        "the connection is still usable"
+    );
+    assert!(!srv.log().contains("panicked"), "{}", srv.log());
+}
+
+#[test]
+fn a_peer_trickling_a_request_is_dropped_after_the_request_timeout() {
+    let srv = TestServer::start(&["--read-timeout-secs", "5", "--request-timeout-secs", "2"]);
+    let mut c = srv.connect();
+    c.send(&begin(1, 1, true));
+    let params = cgi_params("GET", "/healthz", 0, "");
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    // One byte per record, a record every 300 ms: each read is well inside the read timeout.
+    for b in params.iter().take(40) {
+        if c.stream.write_all(&record(PARAMS, 1, &[*b])).is_err() {
+            closed = true;
+            break;
+        }
+        if c.closed_within(Duration::from_millis(300)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "a trickled request must be dropped, still open after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        srv.log().contains("request not received in time"),
+        "{}",
+        srv.log()
+    );
+}
+
+#[test]
+fn a_refused_body_then_a_new_request_on_the_same_id_closes_instead_of_swallowing_it() {
+    let srv = TestServer::start(&["--max-body-bytes", "100"]);
+    let mut c = srv.connect();
+    let mut out = begin(1, 1, true);
+    out.extend(record(
+        PARAMS,
+        1,
+        &cgi_params(
+            "POST",
+            "/generate",
+            5000,
+            "application/x-www-form-urlencoded",
+        ),
+    ));
+    out.extend(record(PARAMS, 1, b""));
+    c.send(&out);
+    let r = c.read_reply(1);
+    assert_eq!(r.status(), 413);
+    // The web server takes END_REQUEST as freeing id 1 and reuses it at once.
+    c.send_request(1, true, &cgi_params("GET", "/healthz", 0, ""), b"", 65535);
+    assert!(
+        c.closed_within(Duration::from_secs(5)),
+        "expected a close, not a silently eaten request"
+    );
+}
+
+#[test]
+fn shutdown_ends_an_open_event_stream_with_end_request() {
+    let mut srv = TestServer::start(&[&BIG_FLAGS[..], &["--shutdown-grace-secs", "10"]].concat());
+    let mut c = srv.connect();
+    let body = form("Watched", BIG_ROWS, "a4", "portrait");
+    c.send_request(
+        1,
+        true,
+        &cgi_params(
+            "POST",
+            "/generate",
+            body.len(),
+            "application/x-www-form-urlencoded",
+        ),
+        body.as_bytes(),
+        65535,
+    );
+    let id = c
+        .read_reply(1)
+        .header("Location")
+        .expect("Location")
+        .trim_start_matches("/jobs/")
+        .to_string();
+    c.send_request(
+        2,
+        true,
+        &cgi_params("GET", &format!("/jobs/{id}/events"), 0, ""),
+        b"",
+        65535,
+    );
+    let first = c.read_record().expect("first SSE bytes");
+    assert_eq!((first.kind, first.id), (STDOUT, 2));
+    let pid = srv.pid().expect("pid");
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    let mut ended = 0;
+    while let Some(rec) = c.read_record() {
+        if rec.kind == END_REQUEST && rec.id == 2 {
+            ended += 1;
+        }
+    }
+    assert_eq!(
+        ended, 1,
+        "the event stream ends with one END_REQUEST on shutdown"
+    );
+    let status = srv.terminate().expect("exit");
+    assert!(status.success(), "{status}\n{}", srv.log());
 }

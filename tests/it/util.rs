@@ -20,6 +20,11 @@ pub const GET_VALUES: u8 = 9;
 pub const GET_VALUES_RESULT: u8 = 10;
 pub const UNKNOWN_TYPE: u8 = 11;
 
+/// Rows of a report that renders for seconds (25,000 pages), so tests can act while it runs;
+/// start the worker with [`BIG_FLAGS`] to allow it.
+pub const BIG_ROWS: &str = "1000000";
+pub const BIG_FLAGS: [&str; 4] = ["--max-rows", "1000000", "--max-pages", "30000"];
+
 /// A temp dir removed on drop.
 pub struct TempDir(pub PathBuf);
 
