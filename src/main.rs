@@ -67,6 +67,7 @@ fn render(args: &RenderArgs) -> Result<(), String> {
 /// The render function the job runner calls on a blocking thread.
 fn render_fn() -> RenderFn {
     Arc::new(|params, progress, file| {
+        lower_thread_priority();
         let report = pdf::Report {
             title: &params.title,
             rows: params.rows,
@@ -83,12 +84,30 @@ fn render_fn() -> RenderFn {
     })
 }
 
+/// Renders run at nice 10 so that, on a busy machine, request handling (status pages, the
+/// 303 after a POST) gets the CPU first; a render only loses time when something else needs it.
+/// Linux keeps a nice value per thread and the runner gives each render a thread of its own.
+/// Best effort: failure is logged and the render goes on at normal priority.
+fn lower_thread_priority() {
+    // SAFETY: setpriority(2) takes plain integers and touches no memory of ours; `who = 0`
+    // names the calling thread. This and the systemd fd are the crate's only unsafe code.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+    if rc != 0 {
+        log::debug!(
+            "could not lower the render thread's priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn estimate_fn() -> EstimateFn {
     Arc::new(|params| pdf::page_count(params.rows, params.paper, params.orientation))
 }
 
 fn serve(cfg: ServeConfig) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.threads)
         .enable_all()
         .build()
         .map_err(|e| format!("starting the runtime: {e}"))?;

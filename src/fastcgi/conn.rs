@@ -28,7 +28,8 @@ struct Incoming {
     begun: Instant,
     keep_conn: bool,
     params: Vec<u8>,
-    params_done: bool,
+    /// Set when the PARAMS stream has ended: where each pair lies in `params`.
+    spans: Option<Vec<(pairs::Span, pairs::Span)>>,
     body: Vec<u8>,
 }
 
@@ -351,7 +352,7 @@ impl<H: Handler> Conn<H> {
                 begun: Instant::now(),
                 keep_conn: begin.keep_conn,
                 params: Vec::new(),
-                params_done: false,
+                spans: None,
                 body: Vec::new(),
             },
         );
@@ -382,21 +383,19 @@ impl<H: Handler> Conn<H> {
         let Some(req) = self.incoming.get_mut(&id) else {
             return Ok(());
         };
-        if req.params_done {
+        if req.spans.is_some() {
             return Ok(());
         }
         if content.is_empty() {
-            req.params_done = true;
             // Decode now to fail early on malformed pairs and to check CONTENT_LENGTH before
             // the body arrives.
-            let declared = match pairs::decode(&req.params) {
-                Ok(p) => p
-                    .iter()
-                    .find(|(n, _)| *n == b"CONTENT_LENGTH")
-                    .and_then(|(_, v)| std::str::from_utf8(v).ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok()),
-                Err(e) => return Err(Stop::Malformed(e)),
-            };
+            let spans = pairs::spans(&req.params).map_err(Stop::Malformed)?;
+            let declared = spans
+                .iter()
+                .find(|(n, _)| pairs::slice(&req.params, *n) == b"CONTENT_LENGTH")
+                .and_then(|(_, v)| std::str::from_utf8(pairs::slice(&req.params, *v)).ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            req.spans = Some(spans);
             if declared.is_some_and(|n| n > self.config.max_body_bytes as u64) {
                 return self.refuse_too_large(id, 413).await;
             }
@@ -413,7 +412,7 @@ impl<H: Handler> Conn<H> {
         let Some(req) = self.incoming.get_mut(&id) else {
             return Ok(());
         };
-        if !req.params_done {
+        if req.spans.is_none() {
             return Err(Stop::Malformed(ProtocolError::StdinBeforeParams(id)));
         }
         if !content.is_empty() {
@@ -426,16 +425,10 @@ impl<H: Handler> Conn<H> {
         let Some(req) = self.incoming.remove(&id) else {
             return Ok(());
         };
-        let params = match pairs::decode(&req.params) {
-            Ok(p) => p
-                .into_iter()
-                .map(|(n, v)| (n.to_vec(), v.to_vec()))
-                .collect(),
-            Err(e) => return Err(Stop::Malformed(e)),
-        };
+        let spans = req.spans.unwrap_or_default();
         let (abort_tx, abort_rx) = watch::channel(false);
         self.active.insert(id, abort_tx);
-        let request = Request::new(id, params, req.body, Abort::new(abort_rx));
+        let request = Request::new(id, req.params, spans, req.body, Abort::new(abort_rx));
         let response = Response::new(id, req.keep_conn, self.tx.clone(), self.active.clone());
         let handler = self.handler.clone();
         tokio::spawn(async move { handler.handle(request, response).await });

@@ -15,26 +15,49 @@ pub type Pair<'a> = (&'a [u8], &'a [u8]);
 /// # Errors
 /// [`ProtocolError::TruncatedLength`] or [`ProtocolError::TruncatedPair`] when the stream ends
 /// inside a pair.
-pub fn decode(mut buf: &[u8]) -> Result<Vec<Pair<'_>>, ProtocolError> {
-    let mut pairs = Vec::new();
-    while !buf.is_empty() {
-        let (name_len, rest) = read_len(buf)?;
-        let (value_len, rest) = read_len(rest)?;
-        let name = rest.get(..name_len).ok_or(ProtocolError::TruncatedPair)?;
-        let rest = &rest[name.len()..];
-        let value = rest.get(..value_len).ok_or(ProtocolError::TruncatedPair)?;
-        buf = &rest[value.len()..];
-        pairs.push((name, value));
-    }
-    Ok(pairs)
+pub fn decode(buf: &[u8]) -> Result<Vec<Pair<'_>>, ProtocolError> {
+    Ok(spans(buf)?
+        .into_iter()
+        .map(|(n, v)| (slice(buf, n), slice(buf, v)))
+        .collect())
 }
 
-fn read_len(buf: &[u8]) -> Result<(usize, &[u8]), ProtocolError> {
-    match buf {
-        [b, rest @ ..] if b & 0x80 == 0 => Ok((*b as usize, rest)),
-        [b0, b1, b2, b3, rest @ ..] => {
+/// Where a name or a value lies in its stream: `start..end`.
+pub type Span = (usize, usize);
+
+/// Like [`decode`], but gives positions, so a caller can keep the stream as one buffer and
+/// look pairs up in it later without an allocation per name and value.
+///
+/// # Errors
+/// As [`decode`].
+pub fn spans(buf: &[u8]) -> Result<Vec<(Span, Span)>, ProtocolError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < buf.len() {
+        let (name_len, at) = read_len(buf, pos)?;
+        let (value_len, at) = read_len(buf, at)?;
+        let name_end = at.checked_add(name_len).filter(|e| *e <= buf.len());
+        let name_end = name_end.ok_or(ProtocolError::TruncatedPair)?;
+        let value_end = name_end.checked_add(value_len).filter(|e| *e <= buf.len());
+        let value_end = value_end.ok_or(ProtocolError::TruncatedPair)?;
+        out.push(((at, name_end), (name_end, value_end)));
+        pos = value_end;
+    }
+    Ok(out)
+}
+
+/// The bytes of a span [`spans`] produced for `buf` (empty for any other span).
+pub fn slice(buf: &[u8], (start, end): Span) -> &[u8] {
+    buf.get(start..end).unwrap_or_default()
+}
+
+/// A length at `pos`, and the position after it.
+fn read_len(buf: &[u8], pos: usize) -> Result<(usize, usize), ProtocolError> {
+    match buf.get(pos..).unwrap_or_default() {
+        [b, ..] if b & 0x80 == 0 => Ok((*b as usize, pos + 1)),
+        [b0, b1, b2, b3, ..] => {
             let len = u32::from_be_bytes([b0 & 0x7f, *b1, *b2, *b3]);
-            Ok((len as usize, rest))
+            Ok((len as usize, pos + 4))
         }
         _ => Err(ProtocolError::TruncatedLength),
     }

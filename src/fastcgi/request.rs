@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
 
-use super::Error;
 use super::record;
+use super::{Error, pairs};
 
 /// Bytes of STDOUT a response buffers before it hands them to the connection's writer.
 const WRITE_CHUNK: usize = 64 * 1024;
@@ -74,7 +74,10 @@ impl Active {
 #[derive(Debug)]
 pub struct Request {
     id: u16,
-    params: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The PARAMS stream as received, and where each name and value lies in it: one buffer
+    /// instead of two allocations per param.
+    params: Vec<u8>,
+    spans: Vec<(pairs::Span, pairs::Span)>,
     body: Vec<u8>,
     abort: Abort,
 }
@@ -82,13 +85,15 @@ pub struct Request {
 impl Request {
     pub(crate) fn new(
         id: u16,
-        params: Vec<(Vec<u8>, Vec<u8>)>,
+        params: Vec<u8>,
+        spans: Vec<(pairs::Span, pairs::Span)>,
         body: Vec<u8>,
         abort: Abort,
     ) -> Request {
         Request {
             id,
             params,
+            spans,
             body,
             abort,
         }
@@ -107,17 +112,19 @@ impl Request {
 
     /// The raw bytes of a CGI param.
     pub fn param_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.params
-            .iter()
-            .find(|(n, _)| n == name.as_bytes())
-            .map(|(_, v)| v.as_slice())
+        self.params()
+            .find(|(n, _)| *n == name.as_bytes())
+            .map(|(_, v)| v)
     }
 
     /// Every param, in the order the web server sent them.
     pub fn params(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.params
-            .iter()
-            .map(|(n, v)| (n.as_slice(), v.as_slice()))
+        self.spans.iter().map(|(n, v)| {
+            (
+                pairs::slice(&self.params, *n),
+                pairs::slice(&self.params, *v),
+            )
+        })
     }
 
     /// The request body (FCGI_STDIN), complete.

@@ -571,7 +571,24 @@ impl Inner {
             return;
         };
         let live = Arc::clone(&slot.live);
-        let mut render = tokio::task::spawn_blocking(move || ctx.run());
+        // The render gets a thread of its own, which the pool thread waits for: the render
+        // function may lower its thread's priority (so request handling wins the CPU), and
+        // that must not stick to a pooled thread that later records a job. Going through
+        // spawn_blocking keeps the runtime aware that work is in flight (paused-time tests).
+        let mut render = tokio::task::spawn_blocking(move || {
+            let spawned = std::thread::Builder::new()
+                .name("render".into())
+                .spawn(move || ctx.run());
+            match spawned {
+                Ok(thread) => {
+                    if thread.join().is_err() {
+                        log::error!("job {id}: render thread panicked outside the render");
+                    }
+                }
+                // The claim went with the closure: the janitor retries the job later.
+                Err(e) => log::error!("job {id}: could not start a render thread: {e}"),
+            }
+        });
         let result = tokio::select! {
             result = &mut render => result,
             () = tokio::time::sleep(self.config.render_deadline) => {

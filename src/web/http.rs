@@ -4,20 +4,27 @@
 use crate::fastcgi::Request;
 
 /// The parts of a request the router looks at.
+/// Borrowed from the FastCGI request: nothing is copied per request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpRequest {
-    pub method: String,
+pub struct HttpRequest<'a> {
+    /// As sent (CGI says upper case); compare with [`HttpRequest::is`].
+    pub method: &'a str,
     /// The path of REQUEST_URI (or DOCUMENT_URI), without the query; never SCRIPT_FILENAME,
     /// which nginx builds from its own root and says nothing about our routes.
-    pub path: String,
-    pub query: String,
-    pub content_type: String,
-    pub body: Vec<u8>,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub content_type: &'a str,
+    pub body: &'a [u8],
 }
 
-impl HttpRequest {
+impl<'a> HttpRequest<'a> {
+    /// Whether the method is `method` (case-insensitively).
+    pub fn is(&self, method: &str) -> bool {
+        self.method.eq_ignore_ascii_case(method)
+    }
+
     /// Reads the CGI params nginx sends.
-    pub fn from_fastcgi(req: &Request) -> HttpRequest {
+    pub fn from_fastcgi(req: &'a Request) -> HttpRequest<'a> {
         let uri = req
             .param("REQUEST_URI")
             .filter(|u| !u.is_empty())
@@ -28,14 +35,11 @@ impl HttpRequest {
             None => (uri, req.param("QUERY_STRING").unwrap_or("")),
         };
         HttpRequest {
-            method: req
-                .param("REQUEST_METHOD")
-                .unwrap_or("GET")
-                .to_ascii_uppercase(),
-            path: path.to_string(),
-            query: query.to_string(),
-            content_type: req.param("CONTENT_TYPE").unwrap_or("").to_string(),
-            body: req.body().to_vec(),
+            method: req.param("REQUEST_METHOD").unwrap_or("GET"),
+            path,
+            query,
+            content_type: req.param("CONTENT_TYPE").unwrap_or(""),
+            body: req.body(),
         }
     }
 

@@ -9,12 +9,14 @@
 pub mod http;
 pub mod pages;
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use askama::Template;
 
 use crate::fastcgi::{self, Abort, Request, Response};
-use crate::jobs::{JobId, Params, Pending, Runner, State, SubmitError};
+use crate::jobs::{Job, JobId, Params, Pending, Runner, State, SubmitError};
 use crate::pdf::{Orientation, Paper};
 use http::HttpRequest;
 use pages::{FieldErrors, FormPage, JobPage, MessagePage};
@@ -27,11 +29,59 @@ const SSE_TICK: Duration = Duration::from_millis(500);
 pub struct App {
     runner: Runner,
     max_rows: u32,
+    /// Records of finished jobs, which do not change: a status page of a done job is the page
+    /// users reload most, and this spares it a file read and a JSON parse...
+    finished: TtlCache<Arc<Job>>,
+    /// ...and this, rendering its HTML again.
+    finished_pages: TtlCache<Arc<[u8]>>,
 }
+
+/// A small map of values that stay valid for [`FINISHED_TTL`].
+struct TtlCache<V> {
+    map: std::sync::Mutex<HashMap<JobId, (V, Instant)>>,
+}
+
+impl<V: Clone> TtlCache<V> {
+    fn new() -> Self {
+        TtlCache {
+            map: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, id: JobId) -> Option<V> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&id)
+            .filter(|(_, at)| at.elapsed() < FINISHED_TTL)
+            .map(|(v, _)| v.clone())
+    }
+
+    fn put(&self, id: JobId, value: V) {
+        let now = Instant::now();
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= FINISHED_MAX {
+            map.retain(|_, (_, at)| now.duration_since(*at) < FINISHED_TTL);
+            if map.len() >= FINISHED_MAX {
+                map.clear();
+            }
+        }
+        map.insert(id, (value, now));
+    }
+}
+
+/// How long a finished job's record is served from memory. Short, because the janitor of any
+/// worker may remove an expired job; a page may show it this much longer.
+const FINISHED_TTL: Duration = Duration::from_secs(30);
+/// Finished records kept in memory at most (a few hundred bytes each).
+const FINISHED_MAX: usize = 4096;
 
 impl App {
     pub fn new(runner: Runner, max_rows: u32) -> App {
-        App { runner, max_rows }
+        App {
+            runner,
+            max_rows,
+            finished: TtlCache::new(),
+            finished_pages: TtlCache::new(),
+        }
     }
 }
 
@@ -227,7 +277,7 @@ async fn send(reply: Reply, mut response: Response) -> Result<(), fastcgi::Error
 
 impl App {
     fn route(&self, req: &HttpRequest) -> Result<Outcome, AppError> {
-        let get = matches!(req.method.as_str(), "GET" | "HEAD");
+        let get = req.is("GET") || req.is("HEAD");
         let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
         match segments.as_slice() {
             [""] => {
@@ -238,7 +288,7 @@ impl App {
                 )))
             }
             ["generate"] => {
-                require(req.method == "POST", "POST")?;
+                require(req.is("POST"), "POST")?;
                 self.generate(req)
             }
             ["healthz"] => {
@@ -273,7 +323,7 @@ impl App {
         if !req.is_urlencoded() {
             return Err(AppError::UnsupportedMediaType);
         }
-        let fields = http::parse_urlencoded(&req.body).map_err(|_| {
+        let fields = http::parse_urlencoded(req.body).map_err(|_| {
             let mut form = FormPage::blank(self.max_rows);
             form.general_error = Some("The form data could not be read (broken encoding).".into());
             AppError::BadRequest(Box::new(form))
@@ -316,12 +366,19 @@ impl App {
         }
     }
 
-    fn load(&self, id: JobId) -> Result<crate::jobs::Job, AppError> {
-        match self.runner.store().load(id) {
-            Ok(Some(job)) => Ok(job),
-            Ok(None) => Err(AppError::NotFound),
-            Err(e) => Err(AppError::Internal(format!("job {id}: {e}"))),
+    fn load(&self, id: JobId) -> Result<Arc<Job>, AppError> {
+        if let Some(job) = self.finished.get(id) {
+            return Ok(job);
         }
+        let job = match self.runner.store().load(id) {
+            Ok(Some(job)) => Arc::new(job),
+            Ok(None) => return Err(AppError::NotFound),
+            Err(e) => return Err(AppError::Internal(format!("job {id}: {e}"))),
+        };
+        if job.state.is_final() {
+            self.finished.put(id, Arc::clone(&job));
+        }
+        Ok(job)
     }
 
     fn live(&self, id: JobId) -> Option<(State, u32, u32)> {
@@ -331,11 +388,27 @@ impl App {
     }
 
     fn status_page(&self, id: JobId) -> Result<Outcome, AppError> {
+        let html = |body: Vec<u8>| Reply {
+            status: 200,
+            headers: vec![
+                ("Content-Type", "text/html; charset=utf-8".into()),
+                ("Cache-Control", "no-store".into()),
+            ],
+            body,
+        };
+        if let Some(body) = self.finished_pages.get(id) {
+            return Ok(Outcome::Reply(html(body.to_vec())));
+        }
         let job = self.load(id)?;
         let page = JobPage::new(&job, self.live(id).filter(|_| !job.state.is_final()));
-        Ok(Outcome::Reply(
-            Reply::html(200, &page).with_header("Cache-Control", "no-store".into()),
-        ))
+        let body = page
+            .render()
+            .map_err(|e| AppError::Internal(format!("template: {e}")))?
+            .into_bytes();
+        if job.state.is_final() {
+            self.finished_pages.put(id, Arc::from(body.as_slice()));
+        }
+        Ok(Outcome::Reply(html(body)))
     }
 
     fn status_json(&self, id: JobId) -> Result<Outcome, AppError> {
