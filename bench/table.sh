@@ -56,7 +56,7 @@ END {
     row("4 status page throughput, req/s (wrk -t2 -c32), median (min–max)", a, b,
         php ? "ours / PHP: " times(v[rp], v[rh]) : "-", "≥ 3× PHP", php ? yes(v[rp] >= 3 * v[rh]) : "n/a (no peer)")
     cp = "r4_pw_ceiling"; ch = "r4_php_ceiling"
-    a = has(cp) ? fmt_int(v[cp]) " (" fmt_int(v[cp ".min"]) "–" fmt_int(v[cp ".max"]) "), nginx worker_processes 1" : "-"
+    a = has(cp) ? fmt_int(v[cp]) " (" fmt_int(v[cp ".min"]) "–" fmt_int(v[cp ".max"]) "), nginx worker_processes 2" : "-"
     b = has(ch) ? fmt_int(v[ch]) " (" fmt_int(v[ch ".min"]) "–" fmt_int(v[ch ".max"]) "), nginx worker_processes 2" : "-"
     row("4 ceiling: nginx `return 200` on the same nginx, req/s", a, b, php ? "ours / PHP: " times(v[cp], v[ch]) : "-", "—", "—")
     a = has(cp) ? f(100 * v[rp] / v[cp], 0) "% of its nginx" : "-"
