@@ -6,28 +6,6 @@ use std::time::Duration;
 
 use crate::util::*;
 
-fn submit(c: &mut FcgiConn, title: &str, rows: &str) -> String {
-    let body = form(title, rows, "a4", "portrait");
-    c.send_request(
-        1,
-        true,
-        &cgi_params(
-            "POST",
-            "/generate",
-            body.len(),
-            "application/x-www-form-urlencoded",
-        ),
-        body.as_bytes(),
-        65535,
-    );
-    let r = c.read_reply(1);
-    assert_eq!(r.status(), 303, "{}", r.text());
-    r.header("Location")
-        .expect("Location")
-        .trim_start_matches("/jobs/")
-        .to_string()
-}
-
 fn wait_state(srv: &TestServer, id: &str, want: &[&str], limit: Duration) -> String {
     wait_for(limit, &format!("job {id} to reach {want:?}"), || {
         let mut c = srv.connect();
@@ -40,7 +18,7 @@ fn wait_state(srv: &TestServer, id: &str, want: &[&str], limit: Duration) -> Str
 #[test]
 fn a_worker_killed_mid_render_publishes_nothing_and_the_job_is_rendered_after_restart() {
     let mut srv = TestServer::start(&BIG_FLAGS);
-    let id = submit(&mut srv.connect(), "Survivor", BIG_ROWS);
+    let id = srv.connect().submit("Survivor", BIG_ROWS);
     wait_for(
         Duration::from_secs(30),
         "the render to make progress",
@@ -78,7 +56,7 @@ fn a_worker_killed_mid_render_publishes_nothing_and_the_job_is_rendered_after_re
 #[test]
 fn sigterm_mid_render_hands_the_job_to_the_next_process() {
     let mut srv = TestServer::start(&[&BIG_FLAGS[..], &["--shutdown-grace-secs", "1"]].concat());
-    let id = submit(&mut srv.connect(), "Handed over", BIG_ROWS);
+    let id = srv.connect().submit("Handed over", BIG_ROWS);
     wait_state(&srv, &id, &["running"], Duration::from_secs(30));
     let status = srv.terminate().expect("exit status");
     assert!(status.success(), "clean exit: {status}\n{}", srv.log());
@@ -103,7 +81,7 @@ fn any_worker_on_the_data_dir_answers_the_status_of_a_job_another_renders() {
     let a = TestServer::start(&BIG_FLAGS);
     let b_args = ["--data-dir", a.data.to_str().expect("utf-8 path")];
     let b = TestServer::start(&b_args);
-    let id = submit(&mut a.connect(), "Shared", BIG_ROWS);
+    let id = a.connect().submit("Shared", BIG_ROWS);
     // B did not take the request, yet sees the job and its progress from the record.
     let json = wait_for(
         Duration::from_secs(60),

@@ -409,19 +409,7 @@ fn issue_3_a_client_that_disconnects_right_after_post_still_gets_its_pdf_rendere
 fn issue_3_a_fastcgi_peer_that_closes_right_after_the_request_still_gets_its_pdf_rendered() {
     let srv = TestServer::start(&[]);
     let mut c = srv.connect();
-    let body = form("Closed early", "3000", "a4", "portrait");
-    c.send_request(
-        1,
-        true,
-        &cgi_params(
-            "POST",
-            "/generate",
-            body.len(),
-            "application/x-www-form-urlencoded",
-        ),
-        body.as_bytes(),
-        65535,
-    );
+    c.send_generate(1, "Closed early", "3000");
     drop(c);
     let id = wait_for_recorded_job(&srv.data);
     check_pdf(

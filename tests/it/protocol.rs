@@ -184,34 +184,8 @@ fn abort_stops_a_streaming_handler_and_end_request_comes_once() {
     let srv = TestServer::start(&BIG_FLAGS);
     let mut c = srv.connect();
     // A job that renders for a while, so its event stream stays open.
-    let body = form("Long", BIG_ROWS, "a4", "portrait");
-    c.send_request(
-        1,
-        true,
-        &cgi_params(
-            "POST",
-            "/generate",
-            body.len(),
-            "application/x-www-form-urlencoded",
-        ),
-        body.as_bytes(),
-        65535,
-    );
-    let r = c.read_reply(1);
-    let id = r
-        .header("Location")
-        .expect("Location")
-        .trim_start_matches("/jobs/")
-        .to_string();
-    c.send_request(
-        2,
-        true,
-        &cgi_params("GET", &format!("/jobs/{id}/events"), 0, ""),
-        b"",
-        65535,
-    );
-    let first = c.read_record().expect("first SSE bytes");
-    assert_eq!((first.kind, first.id), (STDOUT, 2));
+    let id = c.submit("Long", BIG_ROWS);
+    let first = c.open_events(2, &id);
     assert!(String::from_utf8_lossy(&first.content).contains("text/event-stream"));
     c.send(&record(ABORT_REQUEST, 2, b""));
     let mut ends = 0;
@@ -241,26 +215,7 @@ fn abort_stops_a_streaming_handler_and_end_request_comes_once() {
 fn abort_after_finish_does_not_cancel_the_render() {
     let srv = TestServer::start(&[]);
     let mut c = srv.connect();
-    let body = form("Keeps going", "20000", "a4", "portrait");
-    c.send_request(
-        1,
-        true,
-        &cgi_params(
-            "POST",
-            "/generate",
-            body.len(),
-            "application/x-www-form-urlencoded",
-        ),
-        body.as_bytes(),
-        65535,
-    );
-    let r = c.read_reply(1);
-    assert_eq!(r.status(), 303);
-    let id = r
-        .header("Location")
-        .expect("Location")
-        .trim_start_matches("/jobs/")
-        .to_string();
+    let id = c.submit("Keeps going", "20000");
     c.send(&record(ABORT_REQUEST, 1, b""));
     assert!(
         c.quiet_for(Duration::from_millis(300)),
@@ -525,34 +480,8 @@ fn a_refused_body_then_a_new_request_on_the_same_id_closes_instead_of_swallowing
 fn shutdown_ends_an_open_event_stream_with_end_request() {
     let mut srv = TestServer::start(&[&BIG_FLAGS[..], &["--shutdown-grace-secs", "10"]].concat());
     let mut c = srv.connect();
-    let body = form("Watched", BIG_ROWS, "a4", "portrait");
-    c.send_request(
-        1,
-        true,
-        &cgi_params(
-            "POST",
-            "/generate",
-            body.len(),
-            "application/x-www-form-urlencoded",
-        ),
-        body.as_bytes(),
-        65535,
-    );
-    let id = c
-        .read_reply(1)
-        .header("Location")
-        .expect("Location")
-        .trim_start_matches("/jobs/")
-        .to_string();
-    c.send_request(
-        2,
-        true,
-        &cgi_params("GET", &format!("/jobs/{id}/events"), 0, ""),
-        b"",
-        65535,
-    );
-    let first = c.read_record().expect("first SSE bytes");
-    assert_eq!((first.kind, first.id), (STDOUT, 2));
+    let id = c.submit("Watched", BIG_ROWS);
+    c.open_events(2, &id);
     let pid = srv.pid().expect("pid");
     let _ = std::process::Command::new("kill")
         .arg("-TERM")

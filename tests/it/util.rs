@@ -334,6 +334,29 @@ impl FcgiConn {
         self.send(&out);
     }
 
+    /// Sends `POST /generate` (A4 portrait) on request `id`, without reading the answer.
+    pub fn send_generate(&mut self, id: u16, title: &str, rows: &str) {
+        let body = form(title, rows, "a4", "portrait");
+        let params = cgi_params(
+            "POST",
+            "/generate",
+            body.len(),
+            "application/x-www-form-urlencoded",
+        );
+        self.send_request(id, true, &params, body.as_bytes(), 65535);
+    }
+
+    /// `POST /generate`, expecting the 303; returns the new job's id.
+    pub fn submit(&mut self, title: &str, rows: &str) -> String {
+        self.send_generate(1, title, rows);
+        let r = self.read_reply(1);
+        assert_eq!(r.status(), 303, "{}", r.text());
+        let location = r
+            .header("Location")
+            .unwrap_or_else(|| panic!("no Location: {}", r.text()));
+        location.trim_start_matches("/jobs/").to_string()
+    }
+
     pub fn get(&mut self, id: u16, uri: &str) -> FcgiReply {
         self.send_request(id, true, &cgi_params("GET", uri, 0, ""), b"", 65535);
         self.read_reply(id)
@@ -418,8 +441,8 @@ impl FcgiConn {
         replies
     }
 
-    /// True when the worker closed the connection within `wait`.
-    pub fn closed_within(&mut self, wait: Duration) -> bool {
+    /// Reads one byte with a read timeout of `wait`.
+    fn probe(&mut self, wait: Duration) -> std::io::Result<usize> {
         self.stream
             .set_read_timeout(Some(wait))
             .expect("set timeout");
@@ -428,21 +451,30 @@ impl FcgiConn {
         self.stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("set timeout");
-        matches!(r, Ok(0))
-            || matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        r
+    }
+
+    /// True when the worker closed the connection within `wait`.
+    pub fn closed_within(&mut self, wait: Duration) -> bool {
+        match self.probe(wait) {
+            Ok(n) => n == 0,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        }
     }
 
     /// True when nothing arrives within `wait` and the connection is still open.
     pub fn quiet_for(&mut self, wait: Duration) -> bool {
-        self.stream
-            .set_read_timeout(Some(wait))
-            .expect("set timeout");
-        let mut b = [0u8; 1];
-        let r = self.stream.read(&mut b);
-        self.stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("set timeout");
-        matches!(&r, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+        matches!(self.probe(wait), Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+    }
+
+    /// Opens the job's Server-Sent Events stream as request `id`; returns its first record
+    /// (the head), checked to be STDOUT of that request.
+    pub fn open_events(&mut self, id: u16, job: &str) -> Rec {
+        let params = cgi_params("GET", &format!("/jobs/{job}/events"), 0, "");
+        self.send_request(id, true, &params, b"", 65535);
+        let first = self.read_record().expect("first SSE bytes");
+        assert_eq!((first.kind, first.id), (STDOUT, id), "{first:?}");
+        first
     }
 }
 
