@@ -95,7 +95,7 @@ END {
     }
 
     # 6: pool RSS
-    a = has("r6_pw_idle_kb") ? f(v["r6_pw_idle_kb"] / 1024, 1) " MiB (4 workers)" : "-"
+    a = has("r6_pw_idle_kb") ? f(v["r6_pw_idle_kb"] / 1024, 1) " MiB (" v["pw_workers"] " workers)" : "-"
     b = has("r6_php_idle_kb") ? f(v["r6_php_idle_kb"] / 1024, 1) " MiB (master + 4 children)" : "-"
     row("6 pool RSS idle (after warm-up)", a, b, php ? "ours / PHP: " times(v["r6_pw_idle_kb"], v["r6_php_idle_kb"]) : "-",
         "≤ 1/3 of PHP", php ? yes(v["r6_pw_idle_kb"] * 3 <= v["r6_php_idle_kb"]) : "n/a (no peer)")
