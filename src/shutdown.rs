@@ -34,11 +34,6 @@ impl Shutdown {
     pub async fn wait(mut self) {
         let _ = self.rx.wait_for(|fired| *fired).await;
     }
-
-    /// Whether shutdown has begun.
-    pub fn is_fired(&self) -> bool {
-        *self.rx.borrow()
-    }
 }
 
 /// Fires `trigger` on the first SIGTERM or SIGINT.

@@ -88,13 +88,11 @@ impl Config {
     }
 }
 
-/// Errors of this layer, for callers: I/O versus protocol.
+/// What a handler's writes can fail with. Socket and protocol failures never reach a
+/// handler as such: the connection logs them once and closes, and every response on it then
+/// sees [`Error::Closed`].
 #[derive(Debug)]
 pub enum Error {
-    /// The socket failed.
-    Io(std::io::Error),
-    /// The peer sent something that is not FastCGI.
-    Protocol(record::ProtocolError),
     /// The connection is gone: the request was aborted or the web server went away.
     Closed,
     /// A response header name or value that would break the CGI head.
@@ -104,26 +102,10 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io(e) => write!(f, "I/O error: {e}"),
-            Error::Protocol(e) => write!(f, "protocol error: {e}"),
             Error::Closed => f.write_str("connection closed"),
             Error::InvalidHeader(name) => write!(f, "invalid response header {name:?}"),
         }
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io(e) => Some(e),
-            Error::Protocol(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Self {
-        Error::Io(e)
-    }
-}
+impl std::error::Error for Error {}

@@ -257,6 +257,36 @@ fn tool(name: &str) -> Option<Command> {
     }
 }
 
+/// `qpdf --check` passes on `path` (skipped with a note where qpdf is missing).
+fn qpdf_check(path: &std::path::Path) {
+    if let Some(mut qpdf) = tool("qpdf") {
+        let out = qpdf.arg("--check").arg(path).output().expect("run qpdf");
+        assert!(
+            out.status.success(),
+            "qpdf --check failed for {}:\n{}{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The text of `path` as `pdftotext -layout` sees it (`None` where pdftotext is missing).
+fn pdftotext(path: &std::path::Path) -> Option<String> {
+    let out = tool("pdftotext")?
+        .arg("-layout")
+        .arg(path)
+        .arg("-")
+        .output()
+        .expect("run pdftotext");
+    assert!(
+        out.status.success(),
+        "pdftotext failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn temp_pdf(tag: &str, bytes: &[u8]) -> PathBuf {
     let path =
         std::env::temp_dir().join(format!("pdfworker-test-{}-{tag}.pdf", std::process::id()));
@@ -278,28 +308,8 @@ fn external_tools_accept_the_output() {
             &bytes,
         );
 
-        if let Some(mut qpdf) = tool("qpdf") {
-            let out = qpdf.arg("--check").arg(&path).output().expect("run qpdf");
-            assert!(
-                out.status.success(),
-                "qpdf --check failed for {rows} rows:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        if let Some(mut pdftotext) = tool("pdftotext") {
-            let out = pdftotext
-                .arg("-layout")
-                .arg(&path)
-                .arg("-")
-                .output()
-                .expect("run pdftotext");
-            assert!(
-                out.status.success(),
-                "pdftotext failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let text = String::from_utf8_lossy(&out.stdout);
+        qpdf_check(&path);
+        if let Some(text) = pdftotext(&path) {
             let total = format_amount(sample_total_cents(rows));
             let n = rendered.pages;
             for want in [
@@ -373,24 +383,8 @@ fn issue_4_streamed_pages_make_a_valid_document() {
     assert!(per_page < 3_600, "{per_page} bytes per page");
 
     let path = temp_pdf("issue-4", &bytes);
-    if let Some(mut qpdf) = tool("qpdf") {
-        let out = qpdf.arg("--check").arg(&path).output().expect("run qpdf");
-        assert!(
-            out.status.success(),
-            "qpdf --check failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    if let Some(mut pdftotext) = tool("pdftotext") {
-        let out = pdftotext
-            .arg("-layout")
-            .arg(&path)
-            .arg("-")
-            .output()
-            .expect("run pdftotext");
-        assert!(out.status.success());
-        let text = String::from_utf8_lossy(&out.stdout);
+    qpdf_check(&path);
+    if let Some(text) = pdftotext(&path) {
         for i in [1, 2, 1_000, rows] {
             let row = sample_row(i);
             let line = text

@@ -1,4 +1,4 @@
-//! CGI params → an HTTP view of the request (method, path, query, body), and
+//! CGI params → an HTTP view of the request (method, path, body), and
 //! `application/x-www-form-urlencoded` decoding.
 
 use crate::fastcgi::Request;
@@ -12,7 +12,6 @@ pub struct HttpRequest<'a> {
     /// The path of REQUEST_URI (or DOCUMENT_URI), without the query; never SCRIPT_FILENAME,
     /// which nginx builds from its own root and says nothing about our routes.
     pub path: &'a str,
-    pub query: &'a str,
     pub content_type: &'a str,
     pub body: &'a [u8],
 }
@@ -30,14 +29,11 @@ impl<'a> HttpRequest<'a> {
             .filter(|u| !u.is_empty())
             .or_else(|| req.param("DOCUMENT_URI"))
             .unwrap_or("/");
-        let (path, query) = match uri.split_once('?') {
-            Some((p, q)) => (p, q),
-            None => (uri, req.param("QUERY_STRING").unwrap_or("")),
-        };
+        // No route takes a query string; the path is what comes before it.
+        let path = uri.split_once('?').map_or(uri, |(p, _)| p);
         HttpRequest {
             method: req.param("REQUEST_METHOD").unwrap_or("GET"),
             path,
-            query,
             content_type: req.param("CONTENT_TYPE").unwrap_or(""),
             body: req.body(),
         }

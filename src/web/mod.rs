@@ -96,12 +96,16 @@ pub struct Reply {
 impl Reply {
     fn html(status: u16, page: &impl Template) -> Reply {
         match page.render() {
-            Ok(body) => Reply {
-                status,
-                headers: vec![("Content-Type", "text/html; charset=utf-8".into())],
-                body: body.into_bytes(),
-            },
+            Ok(body) => Reply::html_body(status, body.into_bytes()),
             Err(e) => AppError::Internal(format!("template: {e}")).reply(),
+        }
+    }
+
+    fn html_body(status: u16, body: Vec<u8>) -> Reply {
+        Reply {
+            status,
+            headers: vec![("Content-Type", "text/html; charset=utf-8".into())],
+            body,
         }
     }
 
@@ -387,21 +391,24 @@ impl App {
             .map(|p| (p.state, p.pages_done, p.pages_total))
     }
 
+    /// This process's live progress for a job that is not final yet.
+    fn live_for(&self, job: &Job) -> Option<(State, u32, u32)> {
+        if job.state.is_final() {
+            None
+        } else {
+            self.live(job.id)
+        }
+    }
+
     fn status_page(&self, id: JobId) -> Result<Outcome, AppError> {
-        let html = |body: Vec<u8>| Reply {
-            status: 200,
-            headers: vec![
-                ("Content-Type", "text/html; charset=utf-8".into()),
-                ("Cache-Control", "no-store".into()),
-            ],
-            body,
+        let html = |body: Vec<u8>| {
+            Reply::html_body(200, body).with_header("Cache-Control", "no-store".into())
         };
         if let Some(body) = self.finished_pages.get(id) {
             return Ok(Outcome::Reply(html(body.to_vec())));
         }
         let job = self.load(id)?;
-        let page = JobPage::new(&job, self.live(id).filter(|_| !job.state.is_final()));
-        let body = page
+        let body = JobPage::new(&job, self.live_for(&job))
             .render()
             .map_err(|e| AppError::Internal(format!("template: {e}")))?
             .into_bytes();
@@ -413,7 +420,7 @@ impl App {
 
     fn status_json(&self, id: JobId) -> Result<Outcome, AppError> {
         let job = self.load(id)?;
-        let body = progress_json(&job, self.live(id).filter(|_| !job.state.is_final()));
+        let body = progress_json(&job, self.live_for(&job));
         Ok(Outcome::Reply(Reply {
             status: 200,
             headers: vec![
@@ -465,22 +472,19 @@ impl App {
         }
         let deadline = tokio::time::Instant::now() + SSE_MAX;
         let mut last = String::new();
-        // The record is read once, then again only when this process has no live progress
-        // for the job (another worker renders it) or the job has just ended.
-        let mut record = match self.load(id) {
-            Ok(job) => job,
-            Err(_) => return,
-        };
+        // The record is read at the start, then again only when this process has no live
+        // progress for the job (another worker renders it) or the job has just ended.
+        let mut record: Option<Arc<Job>> = None;
         loop {
-            let live = self.live(id).filter(|_| !record.state.is_final());
-            if live.is_none_or(|(state, _, _)| state.is_final()) {
+            let live = self.live(id);
+            if record.is_none() || live.is_none_or(|(state, _, _)| state.is_final()) {
                 match self.load(id) {
-                    Ok(job) => record = job,
+                    Ok(job) => record = Some(job),
                     Err(_) => break,
                 }
             }
-            let job = &record;
-            let json = progress_json(job, self.live(id).filter(|_| !job.state.is_final()));
+            let Some(job) = record.as_deref() else { break };
+            let json = progress_json(job, live.filter(|_| !job.state.is_final()));
             if json != last {
                 let event = format!("event: progress\ndata: {json}\n\n");
                 if response.write(event.as_bytes()).await.is_err()

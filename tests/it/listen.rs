@@ -3,7 +3,8 @@
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::util::*;
@@ -18,6 +19,19 @@ fn healthz_over(stream: &mut (impl Read + Write)) -> u16 {
     let _ = stream.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw);
     if text.contains("Status: 200") { 200 } else { 0 }
+}
+
+/// Runs `pdfworker serve` on `socket` to its end; used where it must refuse to start.
+fn serve_expecting_failure(socket: &Path, data: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pdfworker"))
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("unix:{}", socket.display()))
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pdfworker")
 }
 
 #[test]
@@ -42,17 +56,7 @@ fn a_stale_socket_file_is_replaced_and_the_mode_applied() {
     let mut c = FcgiConn::connect(&sock);
     assert_eq!(c.get(1, "/healthz").status(), 200);
     // A second worker must not steal a live socket.
-    let out = Command::new(env!("CARGO_BIN_EXE_pdfworker"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("unix:{}", sock.display()),
-            "--data-dir",
-        ])
-        .arg(dir.0.join("data2"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run second worker");
+    let out = serve_expecting_failure(&sock, &dir.0.join("data2"));
     assert!(
         !out.status.success(),
         "second worker must refuse a live socket"
@@ -75,17 +79,7 @@ fn a_regular_file_in_the_socket_path_is_not_deleted() {
     let dir = TempDir::new("notsock");
     let path = dir.0.join("important.txt");
     std::fs::write(&path, b"keep me").expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_pdfworker"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("unix:{}", path.display()),
-            "--data-dir",
-        ])
-        .arg(dir.0.join("data"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run worker");
+    let out = serve_expecting_failure(&path, &dir.0.join("data"));
     assert!(!out.status.success());
     assert_eq!(std::fs::read(&path).expect("still there"), b"keep me");
 }

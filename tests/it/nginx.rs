@@ -6,6 +6,8 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
+use pdfworker::pdf::{Orientation, Paper};
+
 use crate::util::*;
 
 const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
@@ -152,27 +154,34 @@ fn product_flow(gzip: bool) {
 
 /// `qpdf --check` passes; `pdftotext` finds the title (Unicode) and the totals.
 pub fn check_pdf(pdf: &Path, title: &str, rows: u32) {
+    check_pdf_layout(pdf, title, rows, Paper::A4, Orientation::Portrait);
+}
+
+/// [`check_pdf`] for a report of any paper and orientation.
+pub fn check_pdf_layout(
+    pdf: &Path,
+    title: &str,
+    rows: u32,
+    paper: Paper,
+    orientation: Orientation,
+) {
     let p = pdf.to_str().expect("utf-8 path");
     run("qpdf", &["--check", p]);
     let text = run("pdftotext", &["-layout", p, "-"]);
     assert!(
         text.contains(title),
         "pdftotext lost the title {title:?}:\n{}",
-        &text[..text.len().min(500)]
+        text.chars().take(500).collect::<String>()
     );
     let total = pdfworker::pdf::format_amount(pdfworker::pdf::sample_total_cents(rows));
     assert!(
         text.contains("Total") && text.contains(&total),
         "totals row {total} missing"
     );
-    let pages = pdfworker::pdf::page_count(
-        rows,
-        pdfworker::pdf::Paper::A4,
-        pdfworker::pdf::Orientation::Portrait,
-    );
+    let pages = pdfworker::pdf::page_count(rows, paper, orientation);
     assert!(
         text.contains(&format!("Page {pages} of {pages}")),
-        "last footer missing"
+        "last footer should say {pages} pages"
     );
 }
 
