@@ -213,57 +213,35 @@ fn serve<E: Fn(&str) -> Option<String>>(flags: &Flags, env: &E) -> Result<ServeC
     )? {
         runner.queue_limit = n;
     }
-    if let Some(n) = positive(setting::<u32, _>(flags, env, "max-pages")?, "max-pages")? {
+    if let Some(n) = positive_setting::<u32, _>(flags, env, "max-pages")? {
         runner.max_pages = n;
     }
-    if let Some(mb) = positive(
-        setting::<u64, _>(flags, env, "memory-budget-mb")?,
-        "memory-budget-mb",
-    )? {
+    if let Some(mb) = positive_setting::<u64, _>(flags, env, "memory-budget-mb")? {
         runner.memory_budget = mb.saturating_mul(1024 * 1024);
     }
-    if let Some(s) = positive(
-        setting::<u64, _>(flags, env, "render-timeout-secs")?,
-        "render-timeout-secs",
-    )? {
-        runner.render_deadline = Duration::from_secs(s);
+    if let Some(d) = secs(flags, env, "render-timeout-secs")? {
+        runner.render_deadline = d;
     }
-    if let Some(h) = positive(
-        setting::<u64, _>(flags, env, "retention-hours")?,
-        "retention-hours",
-    )? {
+    if let Some(h) = positive_setting::<u64, _>(flags, env, "retention-hours")? {
         runner.retention = Duration::from_secs(h.saturating_mul(3600));
     }
-    let max_rows =
-        positive(setting::<u32, _>(flags, env, "max-rows")?, "max-rows")?.unwrap_or(100_000);
+    let max_rows = positive_setting::<u32, _>(flags, env, "max-rows")?.unwrap_or(100_000);
 
     let mut fcgi = fastcgi::Config::default();
     if let Some(n) = at_most(setting(flags, env, "max-conns")?, "max-conns", 65_536)? {
         fcgi.max_conns = n;
     }
-    if let Some(n) = positive(
-        setting::<usize, _>(flags, env, "max-body-bytes")?,
-        "max-body-bytes",
-    )? {
+    if let Some(n) = positive_setting::<usize, _>(flags, env, "max-body-bytes")? {
         fcgi.max_body_bytes = n;
     }
-    if let Some(s) = positive(
-        setting::<u64, _>(flags, env, "read-timeout-secs")?,
-        "read-timeout-secs",
-    )? {
-        fcgi.read_timeout = Duration::from_secs(s);
+    if let Some(d) = secs(flags, env, "read-timeout-secs")? {
+        fcgi.read_timeout = d;
     }
-    if let Some(s) = positive(
-        setting::<u64, _>(flags, env, "request-timeout-secs")?,
-        "request-timeout-secs",
-    )? {
-        fcgi.request_timeout = Duration::from_secs(s);
+    if let Some(d) = secs(flags, env, "request-timeout-secs")? {
+        fcgi.request_timeout = d;
     }
-    if let Some(s) = positive(
-        setting::<u64, _>(flags, env, "idle-timeout-secs")?,
-        "idle-timeout-secs",
-    )? {
-        fcgi.idle_timeout = Duration::from_secs(s);
+    if let Some(d) = secs(flags, env, "idle-timeout-secs")? {
+        fcgi.idle_timeout = d;
     }
     let grace = setting::<u64, _>(flags, env, "shutdown-grace-secs")?.unwrap_or(20);
     // One request thread per worker process by default: the pool of processes gives
@@ -280,6 +258,24 @@ fn serve<E: Fn(&str) -> Option<String>>(flags: &Flags, env: &E) -> Result<ServeC
         shutdown_grace: Duration::from_secs(grace),
         threads,
     })
+}
+
+/// A setting that must be at least 1 when given.
+fn positive_setting<T, E>(flags: &Flags, env: &E, name: &str) -> Result<Option<T>, String>
+where
+    T: std::str::FromStr + PartialEq + Default,
+    E: Fn(&str) -> Option<String>,
+{
+    positive(setting(flags, env, name)?, name)
+}
+
+/// A positive number of seconds.
+fn secs<E: Fn(&str) -> Option<String>>(
+    flags: &Flags,
+    env: &E,
+    name: &str,
+) -> Result<Option<Duration>, String> {
+    Ok(positive_setting::<u64, _>(flags, env, name)?.map(Duration::from_secs))
 }
 
 /// [`positive`], and at most `max` (semaphores and permit counts have upper bounds).
