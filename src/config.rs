@@ -13,7 +13,14 @@ use crate::pdf::{Orientation, Paper};
 #[derive(Debug)]
 pub enum Command {
     Serve(Box<ServeConfig>),
+    /// Read the serve settings and the report definitions, check them and the sources, exit.
+    CheckConfig(Box<ServeConfig>),
     Render(RenderArgs),
+    /// Write the demo database the shipped reports read.
+    DemoData {
+        out: PathBuf,
+        rows: u32,
+    },
     Help,
     Version,
 }
@@ -27,8 +34,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub fastcgi: fastcgi::Config,
     pub runner: RunnerConfig,
-    /// The form's upper bound for `rows`.
-    pub max_rows: u32,
+    /// One TOML file per report.
+    pub reports_dir: PathBuf,
     /// How long shutdown waits for requests and renders before it stops them.
     pub shutdown_grace: Duration,
     /// Threads that handle requests (renders have threads of their own).
@@ -38,11 +45,15 @@ pub struct ServeConfig {
 /// `pdfworker render`: the same document as the service, offline.
 #[derive(Debug, Clone)]
 pub struct RenderArgs {
-    pub title: String,
-    pub rows: u32,
-    pub paper: Paper,
-    pub orientation: Orientation,
+    pub report: String,
+    /// `--param name=value`, in order (`--title`/`--rows` are the demo report's params).
+    pub params: Vec<(String, String)>,
+    /// `None`: the report's default.
+    pub paper: Option<Paper>,
+    pub orientation: Option<Orientation>,
     pub out: PathBuf,
+    pub reports_dir: PathBuf,
+    pub max_pages: u32,
 }
 
 pub const USAGE: &str = "\
@@ -50,7 +61,12 @@ pdfworker — a FastCGI responder that answers at once and renders PDFs in the b
 
 USAGE:
     pdfworker serve [OPTIONS]
-    pdfworker render --title T --rows N [--paper a4|letter] [--orientation portrait|landscape] --out FILE
+    pdfworker check-config [OPTIONS]      check the settings, the report definitions and their
+                                          sources as `serve` would read them; exit 0 or 1
+    pdfworker render --report ID [--param NAME=VALUE]... [--paper a4|letter]
+                     [--orientation portrait|landscape] [--reports-dir DIR] [--max-pages N] --out FILE
+                     (--title T --rows N are the demo report's params)
+    pdfworker demo-data --out FILE [--rows N]   the demo database (reports/demo.sqlite)
     pdfworker --help | --version
 
 SERVE OPTIONS (flag / environment variable / default):
@@ -60,8 +76,8 @@ SERVE OPTIONS (flag / environment variable / default):
     --data-dir DIR             PDFWORKER_DATA_DIR           var/data
     --render-slots N           PDFWORKER_RENDER_SLOTS       number of CPU cores
     --queue-limit N            PDFWORKER_QUEUE_LIMIT        64
-    --max-rows N               PDFWORKER_MAX_ROWS           100000
-    --max-pages N              PDFWORKER_MAX_PAGES          5000
+    --reports-dir DIR          PDFWORKER_REPORTS_DIR        reports
+    --max-pages N              PDFWORKER_MAX_PAGES          100000
     --memory-budget-mb N       PDFWORKER_MEMORY_BUDGET_MB   512
     --render-timeout-secs N    PDFWORKER_RENDER_TIMEOUT_SECS 1800
     --retention-hours N        PDFWORKER_RETENTION_HOURS    24
@@ -101,7 +117,9 @@ where
     let flags = Flags::parse(&rest)?;
     match cmd.as_str() {
         "serve" => serve(&flags, &env).map(|c| Command::Serve(Box::new(c))),
-        "render" => render(&flags).map(Command::Render),
+        "check-config" => serve(&flags, &env).map(|c| Command::CheckConfig(Box::new(c))),
+        "render" => render(&flags, &env).map(Command::Render),
+        "demo-data" => demo_data(&flags),
         "-h" | "--help" | "help" => Ok(Command::Help),
         "-V" | "--version" | "version" => Ok(Command::Version),
         other => Err(format!("unknown command {other:?}; try `pdfworker --help`")),
@@ -128,6 +146,14 @@ impl Flags {
             out.push((name, value));
         }
         Ok(Flags(out))
+    }
+
+    /// Every value of a flag that may repeat, in order.
+    fn get_all(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn get(&self, name: &str) -> Option<&str> {
@@ -173,7 +199,7 @@ const SERVE_FLAGS: &[&str] = &[
     "data-dir",
     "render-slots",
     "queue-limit",
-    "max-rows",
+    "reports-dir",
     "max-pages",
     "memory-budget-mb",
     "render-timeout-secs",
@@ -225,7 +251,8 @@ fn serve<E: Fn(&str) -> Option<String>>(flags: &Flags, env: &E) -> Result<ServeC
     if let Some(h) = positive_setting::<u64, _>(flags, env, "retention-hours")? {
         runner.retention = Duration::from_secs(h.saturating_mul(3600));
     }
-    let max_rows = positive_setting::<u32, _>(flags, env, "max-rows")?.unwrap_or(100_000);
+    let reports_dir =
+        setting::<PathBuf, _>(flags, env, "reports-dir")?.unwrap_or_else(|| "reports".into());
 
     let mut fcgi = fastcgi::Config::default();
     if let Some(n) = at_most(setting(flags, env, "max-conns")?, "max-conns", 65_536)? {
@@ -254,7 +281,7 @@ fn serve<E: Fn(&str) -> Option<String>>(flags: &Flags, env: &E) -> Result<ServeC
         data_dir,
         fastcgi: fcgi,
         runner,
-        max_rows,
+        reports_dir,
         shutdown_grace: Duration::from_secs(grace),
         threads,
     })
@@ -293,40 +320,67 @@ fn positive<T: PartialEq + Default>(v: Option<T>, name: &str) -> Result<Option<T
     }
 }
 
-fn render(flags: &Flags) -> Result<RenderArgs, String> {
-    flags.check_known(&["title", "rows", "paper", "orientation", "out"])?;
-    let no_env = |_: &str| None;
-    let title = flags
-        .get("title")
-        .ok_or("render needs --title")?
-        .to_string();
-    if title.is_empty() || title.chars().count() > 200 {
-        return Err("--title must be 1 to 200 characters".into());
+fn render<E: Fn(&str) -> Option<String>>(flags: &Flags, env: &E) -> Result<RenderArgs, String> {
+    flags.check_known(&[
+        "report",
+        "param",
+        "title",
+        "rows",
+        "paper",
+        "orientation",
+        "out",
+        "reports-dir",
+        "max-pages",
+    ])?;
+    let report = flags.get("report").unwrap_or("ledger").to_string();
+    let mut params = Vec::new();
+    for raw in flags.get_all("param") {
+        let (name, value) = raw
+            .split_once('=')
+            .ok_or_else(|| format!("--param {raw:?}: expected NAME=VALUE"))?;
+        params.push((name.to_string(), value.to_string()));
     }
-    let rows = setting::<u32, _>(flags, &no_env, "rows")?.ok_or("render needs --rows")?;
-    if rows == 0 {
-        return Err("--rows must be at least 1".into());
+    for name in ["title", "rows"] {
+        if let Some(v) = flags.get(name) {
+            params.push((name.to_string(), v.to_string()));
+        }
     }
     let paper = match flags.get("paper") {
-        Some(p) => p
-            .parse::<Paper>()
-            .map_err(|_| format!("--paper: {p:?} is not a4 or letter"))?,
-        None => Paper::A4,
+        Some(p) => Some(
+            p.parse::<Paper>()
+                .map_err(|_| format!("--paper: {p:?} is not a4 or letter"))?,
+        ),
+        None => None,
     };
     let orientation = match flags.get("orientation") {
-        Some(o) => o
-            .parse::<Orientation>()
-            .map_err(|_| format!("--orientation: {o:?} is not portrait or landscape"))?,
-        None => Orientation::Portrait,
+        Some(o) => Some(
+            o.parse::<Orientation>()
+                .map_err(|_| format!("--orientation: {o:?} is not portrait or landscape"))?,
+        ),
+        None => None,
     };
     let out = PathBuf::from(flags.get("out").ok_or("render needs --out FILE")?);
+    let reports_dir =
+        setting::<PathBuf, _>(flags, env, "reports-dir")?.unwrap_or_else(|| "reports".into());
+    let max_pages = positive_setting::<u32, _>(flags, env, "max-pages")?
+        .unwrap_or(RunnerConfig::default().max_pages);
     Ok(RenderArgs {
-        title,
-        rows,
+        report,
+        params,
         paper,
         orientation,
         out,
+        reports_dir,
+        max_pages,
     })
+}
+
+fn demo_data(flags: &Flags) -> Result<Command, String> {
+    flags.check_known(&["out", "rows"])?;
+    let out = PathBuf::from(flags.get("out").ok_or("demo-data needs --out FILE")?);
+    let no_env = |_: &str| None;
+    let rows = positive_setting::<u32, _>(flags, &no_env, "rows")?.unwrap_or(100_000);
+    Ok(Command::DemoData { out, rows })
 }
 
 #[cfg(test)]
@@ -341,14 +395,14 @@ mod tests {
     fn flag_beats_env_beats_default() {
         let env = |name: &str| match name {
             "PDFWORKER_DATA_DIR" => Some("/env/data".to_string()),
-            "PDFWORKER_MAX_ROWS" => Some("500".to_string()),
+            "PDFWORKER_REPORTS_DIR" => Some("/env/reports".to_string()),
             _ => None,
         };
         let Ok(Command::Serve(c)) = parse_with_env(args("serve --data-dir /flag/data"), env) else {
             panic!("serve should parse");
         };
         assert_eq!(c.data_dir, PathBuf::from("/flag/data"));
-        assert_eq!(c.max_rows, 500);
+        assert_eq!(c.reports_dir, PathBuf::from("/env/reports"));
         assert_eq!(c.socket_mode, 0o660);
         assert_eq!(c.listen, ListenAddr::Unix("var/run/pdfworker.sock".into()));
     }
@@ -357,14 +411,15 @@ mod tests {
     fn bad_values_are_named() {
         let none = |_: &str| None;
         let cases = [
-            ("serve --max-rows lots", "--max-rows"),
-            ("serve --max-rows 0", "max-rows"),
+            ("serve --max-pages lots", "--max-pages"),
+            ("serve --max-pages 0", "max-pages"),
             ("serve --max-conns 100000000", "at most"),
             ("serve --socket-mode 999", "--socket-mode"),
             ("serve --listen /x.sock", "unix:PATH"),
             ("serve --bogus 1", "--bogus"),
             ("serve --listen", "needs a value"),
-            ("render --rows 5 --out x.pdf", "--title"),
+            ("render --rows 5", "--out"),
+            ("render --param nonsense --out x.pdf", "NAME=VALUE"),
             (
                 "render --title T --rows 5 --paper a3 --out x.pdf",
                 "--paper",
@@ -389,10 +444,24 @@ mod tests {
         )) else {
             panic!("render should parse");
         };
+        assert_eq!(r.report, "ledger");
         assert_eq!(
-            (r.rows, r.paper, r.orientation),
-            (10, Paper::Letter, Orientation::Landscape)
+            (r.paper, r.orientation),
+            (Some(Paper::Letter), Some(Orientation::Landscape))
         );
-        assert_eq!(r.title, "Ελληνικά");
+        assert_eq!(
+            r.params,
+            vec![
+                ("title".to_string(), "Ελληνικά".to_string()),
+                ("rows".to_string(), "10".to_string())
+            ]
+        );
+        let Ok(Command::Render(r)) = parse(args(
+            "render --report sales --param from=2024-01-01 --param region=a=b --out x.pdf",
+        )) else {
+            panic!("render should parse");
+        };
+        assert_eq!(r.report, "sales");
+        assert_eq!(r.params[1], ("region".to_string(), "a=b".to_string()));
     }
 }

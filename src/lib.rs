@@ -19,5 +19,6 @@ pub mod config;
 pub mod fastcgi;
 pub mod jobs;
 pub mod pdf;
+pub mod reports;
 pub mod shutdown;
 pub mod web;

@@ -6,8 +6,12 @@ use std::time::SystemTime;
 
 use pdfworker::config::{self, Command, RenderArgs, ServeConfig};
 use pdfworker::fastcgi::{self, Listener};
-use pdfworker::jobs::{EstimateFn, RenderFn, RenderOutcome, Runner, Store};
-use pdfworker::{pdf, shutdown, web};
+use pdfworker::jobs::{EstimateFn, RenderFailure, RenderFn, RenderOutcome, Runner, Store};
+use pdfworker::reports::definition::ParseContext;
+use pdfworker::reports::params::{self, Submitted, Values};
+use pdfworker::reports::render as report_render;
+use pdfworker::reports::{Catalog, Definition, source};
+use pdfworker::{shutdown, web};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -28,6 +32,13 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Render(args) => render(&args),
+        Command::CheckConfig(cfg) => check_config(&cfg),
+        Command::DemoData { out, rows } => pdfworker::reports::demo::create(&out, rows).map(|()| {
+            log::info!(
+                "wrote the demo database {} ({rows} ledger rows)",
+                out.display()
+            );
+        }),
         Command::Serve(cfg) => serve(*cfg),
     };
     match result {
@@ -39,49 +50,135 @@ fn main() -> ExitCode {
     }
 }
 
+/// `pdfworker render`: the same document the service makes, written to a file.
 fn render(args: &RenderArgs) -> Result<(), String> {
-    let report = pdf::Report {
-        title: &args.title,
-        rows: args.rows,
-        paper: args.paper,
-        orientation: args.orientation,
+    let ctx = ParseContext::default();
+    let catalog = Catalog::load(&args.reports_dir, &ctx).map_err(definition_errors)?;
+    let def = catalog.get(&args.report).cloned().ok_or_else(|| {
+        format!(
+            "no report {:?} in {}",
+            args.report,
+            args.reports_dir.display()
+        )
+    })?;
+    let options = |_: &pdfworker::reports::ParamDef| None;
+    let values = params::validate(&def, &options, &Submitted::from_pairs(&args.params)).map_err(
+        |errors| {
+            let list: Vec<String> = errors
+                .iter()
+                .map(|(name, msg)| format!("--param {name}: {msg}"))
+                .collect();
+            list.join("\n")
+        },
+    )?;
+    let job = report_render::Job {
+        definition: &def,
+        values: &values,
+        paper: args.paper.unwrap_or(def.paper),
+        orientation: args.orientation.unwrap_or(def.orientation),
+        max_pages: args.max_pages,
         generated_at: SystemTime::now(),
     };
     let started = std::time::Instant::now();
-    let file =
+    let mut file =
         std::fs::File::create(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    let mut out = std::io::BufWriter::new(file);
-    let rendered = pdf::render(&report, &mut |_, _| true, &mut out)
+    let outcome = report_render::render(&job, &mut file, &mut |_, _| true)
         .map_err(|e| format!("render failed: {e}"))?;
-    std::io::Write::flush(&mut out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    file.sync_all()
+        .map_err(|e| format!("{}: {e}", args.out.display()))?;
+    if outcome.missing_count > 0 {
+        log::warn!("{}", missing_glyphs_note(&outcome));
+    }
     log::info!(
-        "rendered {} rows, {} pages to {} in {:.3} s",
-        args.rows,
-        rendered.pages,
+        "rendered report {}: {} rows, {} pages to {} in {:.3} s",
+        def.id,
+        outcome.rows,
+        outcome.pages,
         args.out.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
 }
 
-/// The render function the job runner calls on a blocking thread.
-fn render_fn() -> RenderFn {
-    Arc::new(|params, progress, file| {
+/// One log line for the characters a render could not show.
+fn missing_glyphs_note(outcome: &report_render::Outcome) -> String {
+    let sample: String = outcome.missing_glyphs.iter().collect();
+    format!(
+        "{} characters the fonts lack were printed as \u{FFFD} (for example {sample:?}); give the report [fonts] that have them",
+        outcome.missing_count
+    )
+}
+
+/// Every definition error, one per line.
+fn definition_errors(errors: Vec<pdfworker::reports::DefinitionError>) -> String {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    lines.join("\n")
+}
+
+/// The render function the job runner calls on a blocking thread: the job's report as it is
+/// on disk now, which must be the version the values were checked against.
+fn render_fn(catalog: Arc<Catalog>, max_pages: u32) -> RenderFn {
+    Arc::new(move |request, progress, file| {
         lower_thread_priority();
-        let report = pdf::Report {
-            title: &params.title,
-            rows: params.rows,
-            paper: params.paper,
-            orientation: params.orientation,
+        let def = current_definition(&catalog, request)?;
+        let values = Values::from_map(request.values.clone());
+        let job = report_render::Job {
+            definition: &def,
+            values: &values,
+            paper: request.paper,
+            orientation: request.orientation,
+            max_pages,
             generated_at: SystemTime::now(),
         };
-        let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
-        let rendered = pdf::render(&report, progress, &mut out).map_err(|e| e.to_string())?;
-        std::io::Write::flush(&mut out).map_err(|e| format!("writing the PDF: {e}"))?;
-        Ok(RenderOutcome {
-            pages: rendered.pages,
-        })
+        match report_render::render(&job, file, progress) {
+            Ok(outcome) => {
+                let mut warnings = Vec::new();
+                if outcome.missing_count > 0 {
+                    warnings.push(missing_glyphs_note(&outcome));
+                }
+                Ok(RenderOutcome {
+                    pages: outcome.pages,
+                    rows: outcome.rows,
+                    warnings,
+                })
+            }
+            Err(e) if e.is_stop() => Err(RenderFailure::Stopped),
+            Err(e) => Err(RenderFailure::Failed {
+                user: e.to_string(),
+                detail: format!("report {}: {e}", def.id),
+            }),
+        }
     })
+}
+
+/// The job's definition, read again: a job must not render a report that changed or
+/// vanished after its values were checked (issue #7).
+fn current_definition(
+    catalog: &Catalog,
+    request: &pdfworker::jobs::Request,
+) -> Result<Definition, RenderFailure> {
+    let failed = |user: String| RenderFailure::Failed {
+        detail: user.clone(),
+        user,
+    };
+    match catalog.reload_one(&request.report, &ParseContext::default()) {
+        Ok(Some(def)) if def.hash == request.definition_hash => Ok(def),
+        Ok(Some(_)) => Err(failed(format!(
+            "the report \"{}\" was changed after this job was made; make it again from the form",
+            request.report
+        ))),
+        Ok(None) => Err(failed(format!(
+            "the report \"{}\" no longer exists on this server",
+            request.report
+        ))),
+        Err(e) => Err(RenderFailure::Failed {
+            user: format!(
+                "the report \"{}\" has an error in its definition; ask the site's administrator",
+                request.report
+            ),
+            detail: e.to_string(),
+        }),
+    }
 }
 
 /// Renders run at nice 10 so that, on a busy machine, request handling (status pages, the
@@ -101,8 +198,45 @@ fn lower_thread_priority() {
     }
 }
 
+/// Pages are only known while rendering (rows come from a query), so the estimate at
+/// submission is 0, "unknown"; the page cap is enforced by the render itself.
 fn estimate_fn() -> EstimateFn {
-    Arc::new(|params| pdf::page_count(params.rows, params.paper, params.orientation))
+    Arc::new(|_| 0)
+}
+
+/// `pdfworker check-config`: what `serve` would refuse, said before it has to.
+fn check_config(cfg: &ServeConfig) -> Result<(), String> {
+    let mut problems = Vec::new();
+    match std::fs::metadata(&cfg.data_dir) {
+        Ok(m) if m.is_dir() => println!("data dir {}: ok", cfg.data_dir.display()),
+        Ok(_) => problems.push(format!("{} is not a directory", cfg.data_dir.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => println!(
+            "data dir {}: will be created at start",
+            cfg.data_dir.display()
+        ),
+        Err(e) => problems.push(format!("{}: {e}", cfg.data_dir.display())),
+    }
+    match Catalog::load(&cfg.reports_dir, &ParseContext::default()) {
+        Err(errors) => problems.extend(errors.iter().map(ToString::to_string)),
+        Ok(catalog) => {
+            for def in catalog.iter() {
+                match source::check(&def.source) {
+                    Ok(()) => println!(
+                        "report {}: ok ({} source reachable)",
+                        def.id,
+                        def.source.kind.as_str()
+                    ),
+                    Err(e) => problems.push(format!("{}: {e}", def.path.display())),
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        println!("configuration ok");
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
 }
 
 fn serve(cfg: ServeConfig) -> Result<(), String> {
@@ -125,8 +259,17 @@ fn serve(cfg: ServeConfig) -> Result<(), String> {
                     .map_err(|e| format!("listening on {}: {e}", cfg.listen))?
             }
         };
+        let catalog = Catalog::load(&cfg.reports_dir, &ParseContext::default())
+            .map_err(|errors| format!("report definitions:\n{}", definition_errors(errors)))?;
+        let catalog = Arc::new(catalog);
+        log::info!(
+            "{} reports from {}",
+            catalog.len(),
+            cfg.reports_dir.display()
+        );
         let store = Store::open(&cfg.data_dir).map_err(|e| format!("data dir: {e}"))?;
-        let runner = Runner::new(store, render_fn(), estimate_fn(), cfg.runner.clone());
+        let render = render_fn(Arc::clone(&catalog), cfg.runner.max_pages);
+        let runner = Runner::new(store, render, estimate_fn(), cfg.runner.clone());
         let (trigger, stop) = shutdown::channel();
         shutdown::on_signals(trigger).map_err(|e| format!("installing signal handlers: {e}"))?;
 
@@ -135,7 +278,7 @@ fn serve(cfg: ServeConfig) -> Result<(), String> {
             let stop = stop.clone();
             tokio::spawn(async move { runner.run_janitor(stop.wait()).await })
         };
-        let app = Arc::new(web::App::new(runner.clone(), cfg.max_rows));
+        let app = Arc::new(web::App::new(runner.clone(), catalog));
         log::info!(
             "pdfworker {} serving, data in {}, {} render slots",
             env!("CARGO_PKG_VERSION"),

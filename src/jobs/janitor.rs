@@ -112,7 +112,7 @@ impl Inner {
             );
             return Ok(None);
         }
-        let pages = (self.estimate)(&job.params);
+        let pages = (self.estimate)(&job.request);
         let Some(slot) = self.reserve(id, pages) else {
             // Queue full here: the claim drops, another worker (or a later sweep) takes it.
             return Ok(None);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::*;
-use crate::jobs::job::tests::params;
+use crate::jobs::job::tests::request;
 use crate::jobs::runner::tests::{
     Event, Gate, config, gated_render, pages_render, runner, wait_final, wait_until,
 };
@@ -17,18 +17,13 @@ use crate::jobs::{RenderFn, RunnerConfig, State, Store};
 
 const HOUR_MS: u64 = 60 * 60 * 1000;
 
-/// Writes a record as a worker that died mid-render would have left it.
+/// Writes a record as a worker that died mid-render would have left it: `attempts` renders
+/// begun and none ended (0: queued, never started).
 fn orphan(store: &Store, title: &str, attempts: u32) -> Job {
-    let job = Job {
-        state: if attempts > 0 {
-            State::Running
-        } else {
-            State::Queued
-        },
-        attempts,
-        started_ms: (attempts > 0).then(now_ms),
-        ..Job::new(params(title, 3), 3)
-    };
+    let mut job = Job::new(request(title, 3), 3);
+    for _ in 0..attempts {
+        job.begin_attempt(3);
+    }
     store.create(&job).expect("create");
     if attempts > 0 {
         fs::write(store.pdf_tmp_path(job.id), b"%PDF half").expect("leftover tmp");
@@ -37,15 +32,15 @@ fn orphan(store: &Store, title: &str, attempts: u32) -> Job {
 }
 
 fn finished(store: &Store, state: State, age_ms: u64) -> Job {
-    let mut job = Job::new(params("old", 1), 1);
-    job.state = state;
-    job.finished_ms = Some(now_ms() - age_ms);
+    let mut job = Job::new(request("old", 1), 1);
+    job.begin_attempt(1);
     if state == State::Done {
-        job.size_bytes = Some(4);
+        job.complete(1, 4, 10);
         fs::write(store.pdf_path(job.id), b"%PDF").expect("pdf");
     } else {
-        job.error = Some("it broke".into());
+        job.fail("it broke");
     }
+    job.finished_ms = Some(now_ms() - age_ms);
     store.create(&job).expect("create");
     job
 }
@@ -330,7 +325,7 @@ async fn recovered_jobs_over_this_workers_limits_fail_instead_of_running() {
     // A record written by a worker with a larger page cap.
     let dir = TempDir::new();
     let store = Store::open(&dir.0).expect("store");
-    let big = Job::new(params("huge", 500), 500);
+    let big = Job::new(request("huge", 500), 500);
     store.create(&big).expect("create");
     let (render, renders) = counted(pages_render());
     let runner = runner(

@@ -1,6 +1,8 @@
-//! The job record: what was asked for (`Params`), where it stands (`State`), and what happened
-//! (`Job`). Plain data plus the checks a record must pass when it is read back from disk.
+//! The job record: what was asked for (`Request`), where it stands (`State`), and what
+//! happened (`Job`). Plain data plus the checks a record must pass when it is read back from
+//! disk.
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -8,33 +10,66 @@ use serde::{Deserialize, Serialize};
 use super::JobId;
 use crate::pdf::{Orientation, Paper};
 
-/// Longest title, in characters, that a job may carry. The web form enforces the same limit;
-/// a record read back with a longer one was not written by us.
-pub const MAX_TITLE_CHARS: usize = 200;
+/// Longest title, in characters, that a job may carry (the filled-in report title).
+pub const MAX_TITLE_CHARS: usize = 1_000;
 
 /// Longest error message, in characters, that a record may carry.
 pub const MAX_ERROR_CHARS: usize = 2_000;
 
-/// What the user asked for.
+/// Most parameter values a request may carry, and the longest each may be.
+const MAX_VALUES: usize = 200;
+const MAX_VALUE_CHARS: usize = 10_000;
+
+/// What the user asked for: a report, the version of its definition the values were checked
+/// against, and the values. The render checks the definition again before it starts, so a job
+/// whose report changed or vanished fails with a sentence instead of rendering something else.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Params {
+pub struct Request {
+    /// The report id (`[a-z0-9-]+`).
+    pub report: String,
+    /// Digest of the definition file the values were checked against.
+    pub definition_hash: String,
+    /// The report's title with the values filled in: page heading and download name.
     pub title: String,
-    pub rows: u32,
+    /// Parameter name → canonical value (`""` = empty).
+    pub values: BTreeMap<String, String>,
     pub paper: Paper,
     pub orientation: Orientation,
 }
 
-impl Params {
+impl Request {
     /// Checks the limits every job must respect, whether it came from a form or from disk.
     ///
     /// # Errors
     /// A sentence a user can read, saying what is wrong.
     pub fn validate(&self) -> Result<(), String> {
+        let id_ok = !self.report.is_empty()
+            && self.report.len() <= 100
+            && self
+                .report
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !id_ok {
+            return Err(format!("{:?} is not a report id", self.report));
+        }
         let chars = self.title.chars().count();
         if chars > MAX_TITLE_CHARS {
             return Err(format!(
                 "the title is {chars} characters long; at most {MAX_TITLE_CHARS} are allowed"
             ));
+        }
+        if self.values.len() > MAX_VALUES {
+            return Err(format!(
+                "{} parameter values; at most {MAX_VALUES}",
+                self.values.len()
+            ));
+        }
+        if let Some((name, _)) = self
+            .values
+            .iter()
+            .find(|(n, v)| n.len() > 100 || v.chars().count() > MAX_VALUE_CHARS)
+        {
+            return Err(format!("the value of {name:?} is too long"));
         }
         Ok(())
     }
@@ -77,7 +112,7 @@ impl std::fmt::Display for State {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Job {
     pub id: JobId,
-    pub params: Params,
+    pub request: Request,
     pub state: State,
     /// Unix epoch milliseconds.
     pub created_ms: u64,
@@ -99,10 +134,10 @@ pub struct Job {
 
 impl Job {
     /// A new queued job, created now.
-    pub fn new(params: Params, pages_total: u32) -> Job {
+    pub fn new(request: Request, pages_total: u32) -> Job {
         Job {
             id: JobId::new(),
-            params,
+            request,
             state: State::Queued,
             created_ms: now_ms(),
             started_ms: None,
@@ -121,7 +156,7 @@ impl Job {
     /// # Errors
     /// Why the record cannot be one we wrote.
     pub(crate) fn validate(&self) -> Result<(), String> {
-        self.params.validate()?;
+        self.request.validate()?;
         if let Some(error) = &self.error {
             let chars = error.chars().count();
             if chars > MAX_ERROR_CHARS {
@@ -135,6 +170,45 @@ impl Job {
             return Err("state done without size_bytes".to_owned());
         }
         Ok(())
+    }
+
+    /// Starts a render attempt now: running, counted, and cleared of whatever an earlier
+    /// attempt left behind. `pages_total` is the estimate (0 = unknown).
+    ///
+    /// The attempt is counted before the render runs so that a worker that dies on this job is
+    /// noticed (`RunnerConfig::max_attempts`).
+    pub(crate) fn begin_attempt(&mut self, pages_total: u32) {
+        self.state = State::Running;
+        self.attempts = self.attempts.saturating_add(1);
+        self.started_ms = Some(now_ms());
+        self.finished_ms = None;
+        self.pages_done = 0;
+        self.pages_total = pages_total;
+        self.size_bytes = None;
+        self.render_ms = None;
+        self.error = None;
+    }
+
+    /// Marks the job done now: its PDF of `pages` pages and `size` bytes is published, and the
+    /// render took `render_ms`.
+    pub(crate) fn complete(&mut self, pages: u32, size: u64, render_ms: u64) {
+        self.state = State::Done;
+        self.finished_ms = Some(now_ms());
+        self.pages_done = pages;
+        self.pages_total = pages;
+        self.size_bytes = Some(size);
+        self.render_ms = Some(render_ms);
+        self.error = None;
+    }
+
+    /// Puts a job whose render was stopped by a shutdown back in the queue and gives the
+    /// attempt back: a clean stop is not a crash, or a few deploys during one long render
+    /// would fail it as "failed repeatedly".
+    pub(crate) fn requeue_after_shutdown(&mut self) {
+        self.state = State::Queued;
+        self.attempts = self.attempts.saturating_sub(1);
+        self.started_ms = None;
+        self.pages_done = 0;
     }
 
     /// Marks the job failed now with `message`, cut to what a record may hold.
@@ -158,10 +232,16 @@ pub(crate) fn now_ms() -> u64 {
 pub(crate) mod tests {
     use super::*;
 
-    pub(crate) fn params(title: &str, rows: u32) -> Params {
-        Params {
+    /// A request for the "ledger" report with `rows` rows, A4 portrait.
+    pub(crate) fn request(title: &str, rows: u32) -> Request {
+        Request {
+            report: "ledger".to_owned(),
+            definition_hash: "test".to_owned(),
             title: title.to_owned(),
-            rows,
+            values: BTreeMap::from([
+                ("title".to_owned(), title.to_owned()),
+                ("rows".to_owned(), rows.to_string()),
+            ]),
             paper: Paper::A4,
             orientation: Orientation::Portrait,
         }
@@ -190,9 +270,14 @@ pub(crate) mod tests {
     #[test]
     fn job_round_trips_through_json() {
         let mut job = Job::new(
-            Params {
+            Request {
+                report: "sales-2024".into(),
+                definition_hash: "ab12".into(),
                 title: "Ünïcode ✓".into(),
-                rows: 7,
+                values: BTreeMap::from([
+                    ("region".to_owned(), "Süd".to_owned()),
+                    ("empty".to_owned(), String::new()),
+                ]),
                 paper: Paper::Letter,
                 orientation: Orientation::Landscape,
             },
@@ -210,13 +295,19 @@ pub(crate) mod tests {
 
     #[test]
     fn validate_table() {
-        let ok = Job::new(params("t", 1), 1);
+        let ok = Job::new(request("t", 1), 1);
+        let with_request = |change: &dyn Fn(&mut Request)| {
+            let mut job = ok.clone();
+            change(&mut job.request);
+            job
+        };
         let cases: Vec<(&str, Job, bool)> = vec![
             ("fresh job", ok.clone(), true),
+            ("unknown page count", Job::new(request("t", 1), 0), true),
             (
                 "title at limit",
                 Job {
-                    params: params(&"é".repeat(MAX_TITLE_CHARS), 1),
+                    request: request(&"é".repeat(MAX_TITLE_CHARS), 1),
                     ..ok.clone()
                 },
                 true,
@@ -224,9 +315,48 @@ pub(crate) mod tests {
             (
                 "title over limit",
                 Job {
-                    params: params(&"a".repeat(MAX_TITLE_CHARS + 1), 1),
+                    request: request(&"a".repeat(MAX_TITLE_CHARS + 1), 1),
                     ..ok.clone()
                 },
+                false,
+            ),
+            (
+                "report id that is a path",
+                with_request(&|r| r.report = "../x".into()),
+                false,
+            ),
+            (
+                "empty report id",
+                with_request(&|r| r.report = String::new()),
+                false,
+            ),
+            (
+                "upper-case report id",
+                with_request(&|r| r.report = "Ledger".into()),
+                false,
+            ),
+            (
+                "value at limit",
+                with_request(&|r| {
+                    r.values.insert("note".into(), "ü".repeat(MAX_VALUE_CHARS));
+                }),
+                true,
+            ),
+            (
+                "value over limit",
+                with_request(&|r| {
+                    r.values
+                        .insert("note".into(), "u".repeat(MAX_VALUE_CHARS + 1));
+                }),
+                false,
+            ),
+            (
+                "too many values",
+                with_request(&|r| {
+                    r.values = (0..=MAX_VALUES)
+                        .map(|i| (format!("p{i}"), String::new()))
+                        .collect();
+                }),
                 false,
             ),
             (
@@ -285,19 +415,125 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn rows_beyond_u32_do_not_deserialize() {
-        let mut value = serde_json::to_value(Job::new(params("t", 1), 1)).expect("to value");
-        value["params"]["rows"] = serde_json::json!(u64::from(u32::MAX) + 1);
-        assert!(serde_json::from_value::<Job>(value.clone()).is_err());
-        value["params"]["rows"] = serde_json::json!(-1);
-        assert!(serde_json::from_value::<Job>(value).is_err());
+    fn records_with_a_missing_or_malformed_request_do_not_deserialize() {
+        let good = serde_json::to_value(Job::new(request("t", 1), 1)).expect("to value");
+        serde_json::from_value::<Job>(good.clone()).expect("the good record parses");
+        type Change = Box<dyn Fn(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Change)> = vec![
+            (
+                "no request",
+                Box::new(|v| {
+                    v.as_object_mut().expect("object").remove("request");
+                }),
+            ),
+            (
+                "the old params instead",
+                Box::new(|v| {
+                    let object = v.as_object_mut().expect("object");
+                    object.remove("request");
+                    object.insert(
+                        "params".into(),
+                        serde_json::json!({"title": "t", "rows": 1, "paper": "a4",
+                                           "orientation": "portrait"}),
+                    );
+                }),
+            ),
+            (
+                "no report",
+                Box::new(|v| {
+                    v["request"]
+                        .as_object_mut()
+                        .expect("object")
+                        .remove("report");
+                }),
+            ),
+            (
+                "a value that is not a string",
+                Box::new(|v| v["request"]["values"]["rows"] = serde_json::json!(7)),
+            ),
+            (
+                "values that are a list",
+                Box::new(|v| v["request"]["values"] = serde_json::json!(["rows", "7"])),
+            ),
+            (
+                "unknown paper",
+                Box::new(|v| v["request"]["paper"] = serde_json::json!("a0")),
+            ),
+        ];
+        for (name, change) in cases {
+            let mut value = good.clone();
+            change(&mut value);
+            assert!(
+                serde_json::from_value::<Job>(value.clone()).is_err(),
+                "{name}: parsed {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn begin_attempt_counts_it_and_clears_the_last_one() {
+        let mut job = Job::new(request("t", 1), 5);
+        job.begin_attempt(5);
+        assert_eq!((job.state, job.attempts), (State::Running, 1));
+        assert!(job.started_ms.is_some());
+        // What a crashed attempt leaves behind must not leak into the next one.
+        job.pages_done = 3;
+        job.begin_attempt(0);
+        assert_eq!(
+            (job.state, job.attempts, job.pages_done, job.pages_total),
+            (State::Running, 2, 0, 0)
+        );
+        assert_eq!(
+            (
+                job.finished_ms,
+                job.size_bytes,
+                job.render_ms,
+                job.error.as_deref()
+            ),
+            (None, None, None, None)
+        );
+        assert!(job.validate().is_ok(), "{:?}", job.validate());
+    }
+
+    #[test]
+    fn complete_records_the_published_pdf() {
+        let mut job = Job::new(request("t", 1), 0);
+        job.begin_attempt(0);
+        job.complete(7, 1234, 56);
+        assert_eq!(job.state, State::Done);
+        assert_eq!((job.pages_done, job.pages_total), (7, 7), "the real count");
+        assert_eq!((job.size_bytes, job.render_ms), (Some(1234), Some(56)));
+        assert!(job.finished_ms.is_some() && job.error.is_none());
+        assert_eq!(job.attempts, 1);
+        assert!(job.validate().is_ok(), "{:?}", job.validate());
+    }
+
+    #[test]
+    fn requeue_after_shutdown_gives_the_attempt_back() {
+        let mut job = Job::new(request("t", 1), 4);
+        job.begin_attempt(4);
+        job.begin_attempt(4);
+        job.pages_done = 2;
+        job.requeue_after_shutdown();
+        assert_eq!(
+            (job.state, job.attempts, job.started_ms, job.pages_done),
+            (State::Queued, 1, None, 0)
+        );
+        assert!(job.validate().is_ok(), "{:?}", job.validate());
+
+        let mut fresh = Job::new(request("t", 1), 4);
+        fresh.requeue_after_shutdown();
+        assert_eq!(fresh.attempts, 0, "never below zero");
     }
 
     #[test]
     fn fail_truncates_long_messages() {
-        let mut job = Job::new(params("t", 1), 1);
+        let mut job = Job::new(request("t", 1), 1);
+        job.begin_attempt(1);
         job.fail(&"y".repeat(MAX_ERROR_CHARS * 2));
+        assert_eq!(job.state, State::Failed);
         assert_eq!(job.error.as_deref().map(str::len), Some(MAX_ERROR_CHARS));
+        assert!(job.finished_ms.is_some());
         assert!(job.validate().is_ok());
     }
 }

@@ -6,9 +6,11 @@
 //! recovers jobs whose worker died and expires old ones. The record on disk is the truth; the
 //! in-memory progress map only makes the status page cheap.
 //!
-//! Must not depend on: `web`, `fastcgi`, or how a PDF is drawn. The render and page-estimate
-//! functions are handed in by `main` (`RenderFn`, `EstimateFn`); from `pdf` only the plain data
-//! types `Paper` and `Orientation` are used.
+//! Must not depend on: `web`, `fastcgi`, `reports`, or how a PDF is drawn. A job records a
+//! `Request` (report id, definition hash, values) as plain data; the render and page-estimate
+//! functions are handed in by `main` (`RenderFn`, `EstimateFn`) and answer through
+//! `RenderOutcome` / `RenderFailure`. From `pdf` only the plain data types `Paper` and
+//! `Orientation` are used.
 
 mod id;
 mod janitor;
@@ -19,8 +21,9 @@ mod store;
 mod test_util;
 
 pub use id::{InvalidJobId, JobId};
-pub use job::{Job, MAX_ERROR_CHARS, MAX_TITLE_CHARS, Params, State};
+pub use job::{Job, MAX_ERROR_CHARS, MAX_TITLE_CHARS, Request, State};
 pub use runner::{
-    EstimateFn, Pending, Progress, RenderFn, RenderOutcome, Runner, RunnerConfig, SubmitError,
+    EstimateFn, Pending, Progress, RenderFailure, RenderFn, RenderOutcome, Runner, RunnerConfig,
+    SubmitError,
 };
 pub use store::{Claim, Store, StoreError};

@@ -19,26 +19,52 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
 
-use super::job::now_ms;
-use super::{Claim, Job, JobId, Params, State, Store, StoreError};
+use super::{Claim, Job, JobId, Request, State, Store, StoreError};
 
-/// Draws a PDF: `(params, progress, out)`. Runs on a blocking thread. `progress(done, total)`
-/// returns `false` when the render must stop (deadline or shutdown); the render should then
-/// return `Err` soon. The `String` error is shown to the user, so it should be readable.
+/// Draws a PDF: `(request, progress, out)`. Runs on a thread of its own and may block.
+///
+/// `progress(done, total)` reports pages laid out so far; `total` is 0 while the render does not
+/// know it yet. It returns `false` when the render must stop (deadline, shutdown, too many
+/// pages); the render should then return `Err(RenderFailure::Stopped)` soon. The runner owns
+/// `out`'s path: it removes the file on failure and publishes it on success.
+///
+/// # Errors
+/// `RenderFailure::Stopped` after `progress` said stop; `RenderFailure::Failed` when no PDF
+/// can be made, with a sentence for the user and the details for the log.
 pub type RenderFn = Arc<
-    dyn Fn(&Params, &mut dyn FnMut(u32, u32) -> bool, &mut File) -> Result<RenderOutcome, String>
+    dyn Fn(
+            &Request,
+            &mut dyn FnMut(u32, u32) -> bool,
+            &mut File,
+        ) -> Result<RenderOutcome, RenderFailure>
         + Send
         + Sync,
 >;
 
 /// What a successful render reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RenderOutcome {
+    /// Pages in the file.
     pub pages: u32,
+    /// Rows the report printed.
+    pub rows: u64,
+    /// Sentences about things that went wrong but did not stop the PDF (e.g. "12 characters
+    /// the fonts lack were printed as �"). The runner logs each at WARN with the job id.
+    pub warnings: Vec<String>,
 }
 
-/// How many pages a job will have, computed cheaply (no rendering).
-pub type EstimateFn = Arc<dyn Fn(&Params) -> u32 + Send + Sync>;
+/// Why a render produced no PDF.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RenderFailure {
+    /// `progress` returned false (deadline, shutdown, later cancel); the runner knows why.
+    Stopped,
+    /// `user` goes into the record and is shown to people; `detail` goes to the log only.
+    Failed { user: String, detail: String },
+}
+
+/// How many pages a job will have, computed cheaply (no rendering); 0 means "unknown until the
+/// render counts its rows". Used for the page cap and the memory reservation at admission.
+pub type EstimateFn = Arc<dyn Fn(&Request) -> u32 + Send + Sync>;
 
 /// Limits of one runner. All of them are per process.
 #[derive(Clone, Debug)]
@@ -47,12 +73,17 @@ pub struct RunnerConfig {
     pub slots: usize,
     /// Jobs queued or running in this process; more are refused with `SubmitError::Busy`.
     pub queue_limit: usize,
-    /// Pages a job may have; more are refused with `SubmitError::TooManyPages`.
+    /// Pages a job may have: more are refused with `SubmitError::TooManyPages`, and a render
+    /// that grows past it (its estimate was unknown or low) is stopped and its job failed.
+    /// Renders stream pages to the file, so this guards the disk, not memory.
     pub max_pages: u32,
     /// Bytes all running renders may use together, by estimate.
     pub memory_budget: u64,
-    /// Memory estimate per page: the renderer keeps each page's compressed content until the
-    /// file is written (measured 3–5 KB per page; the default leaves a wide margin).
+    /// Bytes reserved for every running render whatever its size: fonts, the page being laid
+    /// out, the database driver's buffers.
+    pub render_memory: u64,
+    /// Bytes reserved per estimated page on top of `render_memory`: a streaming render keeps
+    /// only each page's object offsets until the file is finished.
     pub bytes_per_page: u64,
     /// A render still running after this long is stopped and its job failed.
     pub render_deadline: Duration,
@@ -70,9 +101,10 @@ impl Default for RunnerConfig {
         RunnerConfig {
             slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
             queue_limit: 64,
-            max_pages: 5_000,
-            memory_budget: 512 * 1024 * 1024,
-            bytes_per_page: 16 * 1024,
+            max_pages: 100_000,
+            memory_budget: 512 * MIB,
+            render_memory: 32 * MIB,
+            bytes_per_page: 64,
             render_deadline: Duration::from_secs(30 * 60),
             max_attempts: 3,
             janitor_interval: Duration::from_secs(5),
@@ -88,7 +120,8 @@ pub enum SubmitError {
     Invalid { reason: String },
     /// The job would have more pages than allowed.
     TooManyPages { pages: u32, max: u32 },
-    /// The job alone would need more memory than the whole budget.
+    /// The job alone would need more memory than the whole budget (`pages` = 0: unknown, the
+    /// fixed share of one render is already too much).
     TooLarge { pages: u32, bytes: u64, budget: u64 },
     /// The queue is full (or the process is shutting down); try again later.
     Busy { retry_after: Duration },
@@ -110,12 +143,19 @@ impl fmt::Display for SubmitError {
                 pages,
                 bytes,
                 budget,
-            } => write!(
-                f,
-                "the report would have {pages} pages and need about {} MiB; at most {} MiB are available",
-                bytes.div_ceil(MIB),
-                budget / MIB
-            ),
+            } => {
+                if *pages > 0 {
+                    write!(f, "the report would have {pages} pages and ")?;
+                } else {
+                    f.write_str("the report would ")?;
+                }
+                write!(
+                    f,
+                    "need about {} MiB; at most {} MiB are available",
+                    bytes.div_ceil(MIB),
+                    budget / MIB
+                )
+            }
             SubmitError::Busy { retry_after } => write!(
                 f,
                 "too many reports are being made right now; try again in {}",
@@ -225,6 +265,8 @@ pub(super) struct Live {
 enum StopReason {
     Deadline = 1,
     Shutdown = 2,
+    /// The render went past `max_pages` (its estimate was unknown or too low).
+    TooManyPages = 3,
 }
 
 const GO: u8 = 0;
@@ -267,6 +309,7 @@ impl Live {
         match self.stop.load(Ordering::Acquire) {
             1 => Some(StopReason::Deadline),
             2 => Some(StopReason::Shutdown),
+            3 => Some(StopReason::TooManyPages),
             _ => None,
         }
     }
@@ -362,13 +405,13 @@ impl Runner {
     /// `Invalid`, `TooManyPages`, `TooLarge` for jobs that will never be accepted; `Busy` when
     /// the queue is full or the process is shutting down; `Store` if the record cannot be
     /// written.
-    pub fn enqueue(&self, params: Params) -> Result<Pending, SubmitError> {
-        params
+    pub fn enqueue(&self, request: Request) -> Result<Pending, SubmitError> {
+        request
             .validate()
             .map_err(|reason| SubmitError::Invalid { reason })?;
-        let pages = (self.inner.estimate)(&params);
+        let pages = (self.inner.estimate)(&request);
         self.inner.check_size(pages)?;
-        let job = Job::new(params, pages);
+        let job = Job::new(request, pages);
         let id = job.id;
         let slot = self.inner.reserve(id, pages).ok_or(SubmitError::Busy {
             retry_after: BUSY_RETRY_AFTER,
@@ -388,7 +431,7 @@ impl Runner {
             let _ = self.inner.store.remove(id);
             return Err(e.into());
         }
-        log::info!("job {id}: queued, about {pages} pages");
+        log::info!("job {id}: queued, {}", about_pages(pages));
         Ok(Pending { job, claim, slot })
     }
 
@@ -467,13 +510,21 @@ impl Inner {
         self.live_map().contains_key(&id)
     }
 
-    fn memory_units_for(&self, pages: u32) -> u64 {
+    /// What a render of `pages` pages (0 = unknown) is expected to need: a fixed share plus a
+    /// little per page, since pages are streamed to the file.
+    fn memory_bytes_for(&self, pages: u32) -> u64 {
         u64::from(pages)
             .saturating_mul(self.config.bytes_per_page)
-            .div_ceil(MEMORY_UNIT)
+            .saturating_add(self.config.render_memory)
     }
 
-    /// Refuses jobs that can never run under this process's limits.
+    /// `memory_bytes_for` in the memory semaphore's units, rounded up.
+    fn memory_units_for(&self, pages: u32) -> u64 {
+        self.memory_bytes_for(pages).div_ceil(MEMORY_UNIT)
+    }
+
+    /// Refuses jobs that can never run under this process's limits. An unknown page count (0)
+    /// passes the page cap; the render is held to it as it goes.
     pub(super) fn check_size(&self, pages: u32) -> Result<(), SubmitError> {
         let max = self.config.max_pages;
         if pages > max {
@@ -483,7 +534,7 @@ impl Inner {
         if units > self.memory_units || units > u64::from(u32::MAX) {
             return Err(SubmitError::TooLarge {
                 pages,
-                bytes: u64::from(pages).saturating_mul(self.config.bytes_per_page),
+                bytes: self.memory_bytes_for(pages),
                 budget: self.config.memory_budget,
             });
         }
@@ -543,7 +594,7 @@ impl Inner {
         let id = job.id;
         // The estimate may differ from the one recorded: a recovered job was recorded by
         // another process, perhaps under other limits.
-        let pages = (self.estimate)(&job.params);
+        let pages = (self.estimate)(&job.request);
         slot.live.set_pages(0, pages);
         let ctx = RunCtx {
             store: self.store.clone(),
@@ -552,6 +603,7 @@ impl Inner {
             claim,
             live: Arc::clone(&slot.live),
             pages,
+            max_pages: self.config.max_pages,
             deadline: self.config.render_deadline,
         };
         if let Err(e) = self.check_size(pages) {
@@ -615,7 +667,9 @@ struct RunCtx {
     job: Job,
     claim: Claim,
     live: Arc<Live>,
+    /// The estimate this run started with (0 = unknown).
     pages: u32,
+    max_pages: u32,
     deadline: Duration,
 }
 
@@ -631,80 +685,85 @@ enum Ending {
 
 struct Published {
     pages: u32,
+    rows: u64,
     size: u64,
+    warnings: Vec<String>,
 }
+
+/// The runner's own sentence when a render ends without one.
+const COULD_NOT_MAKE: &str = "the PDF could not be made";
 
 impl RunCtx {
     /// Marks the job running, renders, publishes, records the end. Blocking.
     fn run(mut self) {
         let id = self.job.id;
-        let job = &mut self.job;
-        job.state = State::Running;
-        job.attempts = job.attempts.saturating_add(1);
-        job.started_ms = Some(now_ms());
-        job.finished_ms = None;
-        job.pages_done = 0;
-        job.pages_total = self.pages;
-        job.size_bytes = None;
-        job.render_ms = None;
-        job.error = None;
+        self.job.begin_attempt(self.pages);
         // Counting the attempt on disk before rendering is what lets a worker that dies on
         // this job be noticed (max_attempts).
-        if let Err(e) = self.store.save(job) {
+        if let Err(e) = self.store.save(&self.job) {
             log::error!("job {id}: could not mark it running, not rendering: {e}");
             return;
         }
         self.live.set_state(State::Running);
         log::info!(
-            "job {id}: started, attempt {}, about {} pages",
-            job.attempts,
-            self.pages
+            "job {id}: started, attempt {}, {}",
+            self.job.attempts,
+            about_pages(self.pages)
         );
         let started = Instant::now();
         let ending = self.render_and_publish();
-        let elapsed = started.elapsed();
-        let job = &mut self.job;
+        self.record_end(ending, started.elapsed());
+        // The PDF is already in place, so a record saying done is never ahead of its file.
+        if let Err(e) = self.store.save(&self.job) {
+            log::error!("job {id}: could not record the end of the render: {e}");
+        }
+        self.live.set_state(self.job.state);
+        drop(self.claim);
+    }
+
+    /// Applies how the render ended to the job (not yet saved) and logs it.
+    fn record_end(&mut self, ending: Result<Published, Ending>, elapsed: Duration) {
+        let id = self.job.id;
         match ending {
-            Ok(Published { pages, size }) => {
-                job.state = State::Done;
-                job.finished_ms = Some(now_ms());
-                job.pages_done = pages;
-                job.pages_total = pages;
-                job.size_bytes = Some(size);
-                job.render_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+            Ok(Published {
+                pages,
+                rows,
+                size,
+                warnings,
+            }) => {
+                for warning in &warnings {
+                    // One line each, whatever the render put in the sentence.
+                    log::warn!("job {id}: {}", warning.replace(['\r', '\n'], " "));
+                }
+                let ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+                self.job.complete(pages, size, ms);
                 self.live.set_pages(pages, pages);
-                log::info!(
-                    "job {id}: done, {pages} pages, {size} bytes in {} ms",
-                    elapsed.as_millis()
-                );
+                log::info!("job {id}: done, {pages} pages, {rows} rows, {size} bytes in {ms} ms");
             }
             Err(Ending::Stopped(StopReason::Shutdown)) => {
-                // A clean stop is not a crash: give the attempt back, or a few deploys during
-                // one long render would fail it as "failed repeatedly".
-                job.state = State::Queued;
-                job.attempts = job.attempts.saturating_sub(1);
-                job.started_ms = None;
-                job.pages_done = 0;
+                self.job.requeue_after_shutdown();
                 log::info!("job {id}: stopped by shutdown, back in the queue");
             }
             Err(Ending::Stopped(StopReason::Deadline)) => {
                 let limit = human(self.deadline);
                 log::warn!("job {id}: failed, still rendering after {limit}");
-                job.fail(&format!(
+                self.job.fail(&format!(
                     "the PDF took longer than {limit} to make and was stopped; try fewer rows"
+                ));
+            }
+            Err(Ending::Stopped(StopReason::TooManyPages)) => {
+                let max = self.max_pages;
+                log::warn!("job {id}: failed, grew past {max} pages");
+                self.job.fail(&format!(
+                    "the report grew past {max} pages, the most allowed, and was stopped; try \
+                     fewer rows"
                 ));
             }
             Err(Ending::Failed { user, detail }) => {
                 log::warn!("job {id}: failed: {detail}");
-                job.fail(&user);
+                self.job.fail(&user);
             }
         }
-        // The PDF is already in place, so a record saying done is never ahead of its file.
-        if let Err(e) = self.store.save(job) {
-            log::error!("job {id}: could not record the end of the render: {e}");
-        }
-        self.live.set_state(job.state);
-        drop(self.claim);
     }
 
     /// Records a job that cannot run here as failed (e.g. over this process's limits).
@@ -735,26 +794,45 @@ impl RunCtx {
         result
     }
 
+    /// Renders into `tmp`, then makes it the job's PDF (fsync, rename, fsync dir).
     fn render_to(&self, tmp: &Path) -> Result<Published, Ending> {
         let id = self.job.id;
-        let io_failed = |path: &Path, e: io::Error| Ending::Failed {
-            user: "the PDF could not be saved on the server".to_owned(),
-            detail: StoreError::Io {
-                path: path.to_owned(),
-                source: e,
-            }
-            .to_string(),
-        };
         let mut file = File::create(tmp).map_err(|e| io_failed(tmp, e))?;
+        let outcome = self.draw(&mut file)?;
+        file.sync_all().map_err(|e| io_failed(tmp, e))?;
+        drop(file);
+        let pdf = self.store.pdf_path(id);
+        fs::rename(tmp, &pdf).map_err(|e| io_failed(&pdf, e))?;
+        self.store.sync_files_dir().map_err(|e| Ending::Failed {
+            user: NOT_SAVED.to_owned(),
+            detail: e.to_string(),
+        })?;
+        let size = fs::metadata(&pdf).map_err(|e| io_failed(&pdf, e))?.len();
+        Ok(Published {
+            pages: outcome.pages,
+            rows: outcome.rows,
+            size,
+            warnings: outcome.warnings,
+        })
+    }
+
+    /// Calls the render function with a progress callback that feeds the live view, writes
+    /// the record now and then, and says stop when asked to or past the page cap.
+    fn draw(&self, file: &mut File) -> Result<RenderOutcome, Ending> {
+        let id = self.job.id;
         let mut snapshot = self.job.clone();
         let mut last_persist = Instant::now();
         let mut progress = |done: u32, total: u32| -> bool {
             self.live.set_pages(done, total);
+            if done > self.max_pages || total > self.max_pages {
+                self.live.request_stop(StopReason::TooManyPages);
+            }
             if self.live.stop_reason().is_some() {
                 return false;
             }
             // The last page is recorded at once: writing the file can take longer than the
-            // layout, and other workers' status pages should say so meanwhile.
+            // layout, and other workers' status pages should say so meanwhile. With the total
+            // unknown (0) there is no last page to tell, so only the clock writes.
             let laid_out = total > 0 && done >= total;
             if last_persist.elapsed() >= PERSIST_EVERY || laid_out {
                 last_persist = Instant::now();
@@ -767,44 +845,71 @@ impl RunCtx {
             true
         };
         let rendered = panic::catch_unwind(AssertUnwindSafe(|| {
-            (self.render)(&self.job.params, &mut progress, &mut file)
+            (self.render)(&self.job.request, &mut progress, file)
         }));
-        let outcome = match rendered {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(message)) => {
-                return Err(match self.live.stop_reason() {
-                    Some(reason) => Ending::Stopped(reason),
-                    None => Ending::Failed {
-                        user: format!("the PDF could not be made: {message}"),
-                        detail: message,
-                    },
-                });
-            }
+        self.ending_of(rendered)
+    }
+
+    /// What the render's answer (or its panic) means for the job. A `Stopped` is trusted only
+    /// when the runner did ask for a stop, and the runner says why; a `Failed` is a failure
+    /// even if a stop was asked for meanwhile (the type says what happened, not side state).
+    fn ending_of(
+        &self,
+        rendered: std::thread::Result<Result<RenderOutcome, RenderFailure>>,
+    ) -> Result<RenderOutcome, Ending> {
+        match rendered {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(RenderFailure::Stopped)) => Err(match self.live.stop_reason() {
+                Some(reason) => Ending::Stopped(reason),
+                None => Ending::Failed {
+                    user: COULD_NOT_MAKE.to_owned(),
+                    detail: "the render said it was stopped, but nothing asked it to stop"
+                        .to_owned(),
+                },
+            }),
+            Ok(Err(RenderFailure::Failed { user, detail })) => Err(Ending::Failed {
+                user: if user.trim().is_empty() {
+                    COULD_NOT_MAKE.to_owned()
+                } else {
+                    user
+                },
+                detail,
+            }),
             Err(payload) => {
                 let detail = payload
                     .downcast_ref::<&str>()
                     .map(|s| (*s).to_owned())
                     .or_else(|| payload.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
-                return Err(Ending::Failed {
-                    user: "the PDF could not be made: the renderer crashed".to_owned(),
+                Err(Ending::Failed {
+                    user: format!("{COULD_NOT_MAKE}: the renderer crashed"),
                     detail: format!("render panicked: {detail}"),
-                });
+                })
             }
-        };
-        file.sync_all().map_err(|e| io_failed(tmp, e))?;
-        drop(file);
-        let pdf = self.store.pdf_path(id);
-        fs::rename(tmp, &pdf).map_err(|e| io_failed(&pdf, e))?;
-        self.store.sync_files_dir().map_err(|e| Ending::Failed {
-            user: "the PDF could not be saved on the server".to_owned(),
-            detail: e.to_string(),
-        })?;
-        let size = fs::metadata(&pdf).map_err(|e| io_failed(&pdf, e))?.len();
-        Ok(Published {
-            pages: outcome.pages,
-            size,
-        })
+        }
+    }
+}
+
+/// What the user reads when the file could not be written or published.
+const NOT_SAVED: &str = "the PDF could not be saved on the server";
+
+fn io_failed(path: &Path, e: io::Error) -> Ending {
+    Ending::Failed {
+        user: NOT_SAVED.to_owned(),
+        detail: StoreError::Io {
+            path: path.to_owned(),
+            source: e,
+        }
+        .to_string(),
+    }
+}
+
+/// "about 12 pages", or "page count unknown" for an estimate of 0.
+fn about_pages(pages: u32) -> String {
+    if pages == 0 {
+        "page count unknown".to_owned()
+    } else {
+        format!("about {pages} pages")
     }
 }
 

@@ -279,9 +279,9 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::State;
-    use crate::jobs::job::tests::params;
+    use crate::jobs::job::tests::request;
     use crate::jobs::test_util::TempDir;
+    use crate::jobs::{MAX_TITLE_CHARS, State};
 
     fn store() -> (TempDir, Store) {
         let dir = TempDir::new();
@@ -310,7 +310,7 @@ mod tests {
     #[test]
     fn create_then_load_and_save_replace() {
         let (_dir, store) = store();
-        let mut job = Job::new(params("report", 10), 2);
+        let mut job = Job::new(request("report", 10), 2);
         store.create(&job).expect("create");
         assert_eq!(store.load(job.id).expect("load"), Some(job.clone()));
         job.state = State::Running;
@@ -334,15 +334,18 @@ mod tests {
     #[test]
     fn load_rejects_bad_records() {
         let (_dir, store) = store();
-        let good = serde_json::to_value(Job::new(params("t", 1), 1)).expect("value");
+        let good = serde_json::to_value(Job::new(request("t", 1), 1)).expect("value");
         let other = JobId::new().to_string();
         let with = |key: &str, value: serde_json::Value| {
             let mut v = good.clone();
             v[key] = value;
             v.to_string()
         };
-        let mut long_title = good.clone();
-        long_title["params"]["title"] = serde_json::json!("x".repeat(201));
+        let with_request = |key: &str, value: serde_json::Value| {
+            let mut v = good.clone();
+            v["request"][key] = value;
+            v.to_string()
+        };
         let cases: Vec<(&str, String)> = vec![
             ("empty file", String::new()),
             ("not json", "{{{".into()),
@@ -354,10 +357,21 @@ mod tests {
                 with("state", serde_json::json!("exploded")),
             ),
             ("negative pages", with("pages_total", serde_json::json!(-3))),
-            ("title too long", long_title.to_string()),
-            ("missing field", {
+            (
+                "title too long",
+                with_request("title", serde_json::json!("x".repeat(MAX_TITLE_CHARS + 1))),
+            ),
+            (
+                "report id that is a path",
+                with_request("report", serde_json::json!("../x")),
+            ),
+            (
+                "value too long",
+                with_request("values", serde_json::json!({"rows": "9".repeat(20_000)})),
+            ),
+            ("missing request", {
                 let mut v = good.clone();
-                v.as_object_mut().expect("object").remove("params");
+                v.as_object_mut().expect("object").remove("request");
                 v.to_string()
             }),
         ];
@@ -406,7 +420,7 @@ mod tests {
             store
                 .create(&Job {
                     id,
-                    ..Job::new(params("t", 1), 1)
+                    ..Job::new(request("t", 1), 1)
                 })
                 .expect("create");
         }
@@ -428,7 +442,7 @@ mod tests {
     #[test]
     fn remove_deletes_everything_and_tolerates_missing_files() {
         let (_dir, store) = store();
-        let job = Job::new(params("t", 1), 1);
+        let job = Job::new(request("t", 1), 1);
         store.create(&job).expect("create");
         let claim = store.claim(job.id).expect("claim").expect("free");
         fs::write(store.pdf_path(job.id), b"%PDF").expect("pdf");
@@ -446,7 +460,7 @@ mod tests {
     #[test]
     fn save_error_names_the_path() {
         let (_dir, store) = store();
-        let job = Job::new(params("t", 1), 1);
+        let job = Job::new(request("t", 1), 1);
         // A directory where the record should go makes the rename fail.
         fs::create_dir(store.record_path(job.id)).expect("mkdir");
         fs::write(store.record_path(job.id).join("x"), b"x").expect("fill dir");

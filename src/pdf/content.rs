@@ -85,6 +85,16 @@ impl Content {
         self.buf.extend_from_slice(b" Tj\n");
     }
 
+    /// Raw operators, for what this module has no method for (`q … cm /TP Do Q`).
+    pub(crate) fn raw(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// A number as the other operators write it.
+    pub(crate) fn number(&mut self, v: f32) {
+        self.num(v);
+    }
+
     /// Start a `TJ` whose strings are placed at x positions relative to the line start; finish
     /// it with [`TjLine::end`].
     pub(crate) fn tj<'c, 'f>(&'c mut self, face: &'f Face, size: f32) -> TjLine<'c, 'f> {
@@ -159,10 +169,16 @@ fn push_u64(buf: &mut Vec<u8>, n: u64) {
 }
 
 /// `/name` with the characters that may not appear in a name written as `#xx` (§7.3.5).
+#[cfg(test)]
 pub(crate) fn pdf_name(name: &str) -> Vec<u8> {
+    pdf_name_bytes(name.as_bytes())
+}
+
+/// [`pdf_name`] for a name given as bytes (names need not be UTF-8).
+pub(crate) fn pdf_name_bytes(name: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(name.len() + 1);
     out.push(b'/');
-    for b in name.bytes() {
+    for &b in name {
         if b"()<>[]{}/%#".contains(&b) || !(b'!'..=b'~').contains(&b) {
             out.push(b'#');
             out.push(HEX[usize::from(b >> 4)]);
@@ -198,6 +214,12 @@ impl TjLine<'_, '_> {
     pub(crate) fn right(&mut self, x_right: f32, text: &str) {
         let w = self.face.width(text, self.size);
         self.put(x_right - w, w, text);
+    }
+
+    /// Place `text` centred on `x_mid`.
+    pub(crate) fn center(&mut self, x_mid: f32, text: &str) {
+        let w = self.face.width(text, self.size);
+        self.put(x_mid - w / 2.0, w, text);
     }
 
     fn put(&mut self, x: f32, w: f32, text: &str) {

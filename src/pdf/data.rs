@@ -62,6 +62,7 @@ pub(crate) const CATEGORIES: [&str; 6] = [
 
 /// Every character the sample data, the table header and the page furniture can print, so the
 /// embedded fonts only need these glyphs plus the title's (see `subset::strip_unused_glyphs`).
+#[cfg(test)]
 pub(crate) const FIXED_ALPHABET: &str = "0123456789-,.:()# \
     ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 

@@ -3,12 +3,13 @@
 //! Owns: parsing the TTF bytes shipped in `assets/fonts/` (once per process) and measuring strings
 //! with exactly the advance widths the PDF viewer will use. Depends on `std` and `printpdf` only.
 
-use std::collections::BTreeSet;
-use std::sync::OnceLock;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::SystemTime;
 
 use printpdf::ParsedFont;
 
-use super::data::FIXED_ALPHABET;
 use super::subset::strip_unused_glyphs;
 
 const REGULAR_TTF: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
@@ -22,7 +23,7 @@ const MISSING_GLYPH_UNITS: u32 = 1000;
 /// One parsed face plus a width table for the characters the report prints most.
 pub(crate) struct Face {
     /// PostScript name, for `/BaseFont`.
-    name: &'static str,
+    name: String,
     pub(crate) parsed: ParsedFont,
     /// Advance of each ASCII character in thousandths of an em, as printpdf writes it into `/W`.
     ascii_units: [u32; 128],
@@ -32,12 +33,18 @@ pub(crate) struct Face {
 }
 
 impl Face {
-    fn parse(bytes: &[u8], name: &'static str) -> Result<Self, String> {
+    fn parse(bytes: &[u8], name: String) -> Result<Self, String> {
         let mut warnings = Vec::new();
-        let parsed = ParsedFont::from_bytes(bytes, 0, &mut warnings)
-            .ok_or_else(|| format!("cannot parse embedded font {name}: {warnings:?}"))?;
+        // printpdf's parser indexes tables by offsets read from the file; a broken file must
+        // fail this report, not the worker.
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            ParsedFont::from_bytes(bytes, 0, &mut warnings)
+        }))
+        .ok()
+        .flatten()
+        .ok_or_else(|| format!("the font {name} cannot be read"))?;
         if parsed.units_per_em == 0 {
-            return Err(format!("embedded font {name} has unitsPerEm 0"));
+            return Err(format!("the font {name} has unitsPerEm 0"));
         }
         let mut face = Face {
             name,
@@ -72,6 +79,11 @@ impl Face {
         self.parsed.lookup_glyph_index(u32::from(c)).unwrap_or(0)
     }
 
+    /// Whether the face has a glyph for `c`.
+    pub(crate) fn has(&self, c: char) -> bool {
+        self.gid(c) != 0
+    }
+
     /// Glyph id of `c` (0 if missing), the code an Identity-H content string carries for it.
     pub(crate) fn gid(&self, c: char) -> u16 {
         match self.ascii_gids.get(c as usize) {
@@ -95,14 +107,12 @@ impl Face {
             .fold(0u32, |acc, c| acc.saturating_add(self.char_units(c)))
     }
 
-    /// The face to embed in a document whose variable text is `text`: outlines are kept only
-    /// for `text`, the fixed report vocabulary and the ellipsis the title may be cut with (see
-    /// `subset`). Falls back to the whole font if stripping fails.
-    pub(crate) fn for_document(&self, text: &str) -> ParsedFont {
-        let used: BTreeSet<u16> = text
+    /// The face to embed in a document that shows the characters of `alphabet`: outlines are
+    /// kept only for those (see `subset`). Falls back to the whole font if stripping fails
+    /// (a font without TrueType outlines, say).
+    pub(crate) fn for_document(&self, alphabet: &str) -> ParsedFont {
+        let used: BTreeSet<u16> = alphabet
             .chars()
-            .chain(FIXED_ALPHABET.chars())
-            .chain(['…'])
             .filter_map(|c| self.parsed.lookup_glyph_index(u32::from(c)))
             .collect();
         let mut font = self.parsed.clone();
@@ -118,7 +128,7 @@ impl Face {
                     "pdf: stripping {} failed; embedding the whole font",
                     self.name
                 );
-                font.font_name = Some(self.name.to_string());
+                font.font_name = Some(self.name.clone());
             }
         }
         font
@@ -153,22 +163,75 @@ pub(crate) struct Fonts {
     pub(crate) bold: Face,
 }
 
-/// The faces, parsed on first use and shared by every render in the process (parsing builds
-/// cmap and width maps for ~6,000 glyphs per face; doing that per job would be wasted work).
+/// The bundled DejaVu faces, parsed on first use and shared by every render in the process
+/// (parsing builds cmap and width maps for ~6,000 glyphs per face; doing that per job would
+/// be wasted work).
 ///
 /// # Errors
 /// A message if the bundled TTF bytes cannot be parsed, which would mean a broken build.
-pub(crate) fn fonts() -> Result<&'static Fonts, String> {
-    static FONTS: OnceLock<Result<Fonts, String>> = OnceLock::new();
+pub(crate) fn fonts() -> Result<Arc<Fonts>, String> {
+    static FONTS: OnceLock<Result<Arc<Fonts>, String>> = OnceLock::new();
     FONTS
         .get_or_init(|| {
-            Ok(Fonts {
-                regular: Face::parse(REGULAR_TTF, "DejaVuSans")?,
-                bold: Face::parse(BOLD_TTF, "DejaVuSans-Bold")?,
-            })
+            Ok(Arc::new(Fonts {
+                regular: Face::parse(REGULAR_TTF, "DejaVuSans".into())?,
+                bold: Face::parse(BOLD_TTF, "DejaVuSans-Bold".into())?,
+            }))
         })
-        .as_ref()
-        .map_err(Clone::clone)
+        .clone()
+}
+
+/// A report's own faces (TTF or OTF files), parsed once per file version and shared.
+///
+/// # Errors
+/// A sentence naming the file that cannot be read or parsed.
+pub(crate) fn font_files(regular: &Path, bold: &Path) -> Result<Arc<Fonts>, String> {
+    type Key = (PathBuf, Option<SystemTime>, PathBuf, Option<SystemTime>);
+    static CACHE: OnceLock<Mutex<HashMap<Key, Arc<Fonts>>>> = OnceLock::new();
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let key = (
+        regular.to_owned(),
+        mtime(regular),
+        bold.to_owned(),
+        mtime(bold),
+    );
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(f) = cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+    {
+        return Ok(Arc::clone(f));
+    }
+    let face = |path: &Path| -> Result<Face, String> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("the font {} cannot be read: {e}", path.display()))?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // A PostScript name has no spaces or delimiters (ISO 32000-1 §9.6.2.1).
+        let name: String = stem
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        let name = if name.is_empty() {
+            "Font".to_owned()
+        } else {
+            name
+        };
+        Face::parse(&bytes, name).map_err(|e| format!("{e} ({})", path.display()))
+    };
+    let fonts = Arc::new(Fonts {
+        regular: face(regular)?,
+        bold: face(bold)?,
+    });
+    let mut map = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if map.len() > 16 {
+        map.clear();
+    }
+    map.insert(key, Arc::clone(&fonts));
+    Ok(fonts)
 }
 
 #[cfg(test)]

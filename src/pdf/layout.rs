@@ -1,8 +1,7 @@
 //! Page geometry: sizes, margins, how many rows fit, column positions and title fitting.
 //!
-//! Owns every number that decides where things go, so that [`super::page_count`] and
-//! [`super::render`] cannot disagree: both ask [`Capacity::of`]. Depends on `std` and the
-//! sibling `font` module only.
+//! Owns the numbers that decide where things go (margins, row heights, font sizes), line
+//! breaking and title fitting. Depends on `std` and the sibling `font` module only.
 
 use super::font::Face;
 use super::{Orientation, Paper};
@@ -11,8 +10,6 @@ use super::{Orientation, Paper};
 pub(crate) const ROW_H: f32 = 18.0;
 /// Page margin on all four sides, in points; the footer sits inside the bottom margin.
 pub(crate) const MARGIN: f32 = 40.0;
-/// Row slots the title block takes on page 1.
-pub(crate) const TITLE_SLOTS: u32 = 4;
 /// Inner horizontal padding of a cell, in points.
 pub(crate) const PAD: f32 = 4.0;
 /// Font sizes, in points.
@@ -44,116 +41,15 @@ pub(crate) fn page_pt(paper: Paper, orientation: Orientation) -> (f32, f32) {
     (w * PT_PER_MM, h * PT_PER_MM)
 }
 
-/// Body rows per page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Capacity {
-    /// Rows on page 1, below the title block.
-    pub first: u32,
-    /// Rows on every later page.
-    pub rest: u32,
-}
-
-impl Capacity {
-    /// Rows that fit for a paper size and orientation.
-    ///
-    /// Every page reserves one slot for the header row and one for the totals row, so the
-    /// totals always fit on the page that holds the last row.
-    pub fn of(paper: Paper, orientation: Orientation) -> Capacity {
-        let (_, h) = page_pt(paper, orientation);
-        let slots = ((h - 2.0 * MARGIN) / ROW_H).floor() as u32;
-        let rest = slots.saturating_sub(2).max(1);
-        let first = rest.saturating_sub(TITLE_SLOTS).max(1);
-        Capacity { first, rest }
-    }
-
-    /// Pages needed for `rows` body rows (at least one: an empty report still has a header and
-    /// a total).
-    pub fn pages(self, rows: u32) -> u32 {
-        if rows <= self.first {
-            1
-        } else {
-            // `rows - first` > 0 here, and the quotient is < u32::MAX, so `+ 1` cannot overflow.
-            1 + (rows - self.first).div_ceil(self.rest)
-        }
-    }
-
-    /// Body rows on page `page_no` (1-based) of a `rows`-row report, as `(first row, count)`.
-    /// `count` is 0 past the end (and on the single page of an empty report).
-    pub(crate) fn rows_on(self, page_no: u32, rows: u32) -> (u32, u32) {
-        // u64: `first + (page_no - 2) * rest` can exceed u32 for page numbers past the end.
-        let (before, room) = match page_no {
-            0 => return (1, 0),
-            1 => (0, u64::from(self.first)),
-            p => (
-                u64::from(self.first) + u64::from(p - 2) * u64::from(self.rest),
-                u64::from(self.rest),
-            ),
-        };
-        let count = room.min(u64::from(rows).saturating_sub(before));
-        // `before < rows <= u32::MAX` whenever count > 0, so both fit; clamp for the rest.
-        let first = u32::try_from(before + 1).unwrap_or(u32::MAX);
-        (first, u32::try_from(count).unwrap_or(0))
-    }
-}
-
-/// Column of the table.
-#[derive(Clone, Copy)]
-pub(crate) struct Column {
-    pub(crate) left: f32,
-    pub(crate) right: f32,
-}
-
-/// The five columns: #, Date, Description, Category, Amount.
-pub(crate) struct Columns {
-    pub(crate) index: Column,
-    pub(crate) date: Column,
-    pub(crate) description: Column,
-    pub(crate) category: Column,
-    pub(crate) amount: Column,
-}
-
-impl Columns {
-    /// Fixed widths for the short columns; the description takes what is left, so landscape
-    /// pages get a wider description rather than wider gaps.
-    pub(crate) fn for_width(page_w: f32) -> Columns {
-        let left = MARGIN;
-        let right = page_w - MARGIN;
-        let index = Column {
-            left,
-            right: left + 55.0,
-        };
-        let date = Column {
-            left: index.right,
-            right: index.right + 70.0,
-        };
-        let amount = Column {
-            left: right - 90.0,
-            right,
-        };
-        let category = Column {
-            left: amount.left - 80.0,
-            right: amount.left,
-        };
-        let description = Column {
-            left: date.right,
-            right: category.left,
-        };
-        Columns {
-            index,
-            date,
-            description,
-            category,
-            amount,
-        }
-    }
-
-    pub(crate) fn table_left(&self) -> f32 {
-        self.index.left
-    }
-
-    pub(crate) fn table_width(&self) -> f32 {
-        self.amount.right - self.index.left
-    }
+/// Single-line body rows that fit on a page after the first, for estimates made before a
+/// render (the page cap at submission). Wrapped rows and group rows make real pages hold
+/// fewer.
+pub fn rows_per_page(paper: Paper, orientation: Orientation) -> u32 {
+    let (_, h) = page_pt(paper, orientation);
+    // One slot for the column headings; the footer sits in the bottom margin.
+    (((h - 2.0 * MARGIN) / ROW_H).floor() as u32)
+        .saturating_sub(1)
+        .max(1)
 }
 
 /// The title as it will be drawn: a size and one or two lines.
@@ -199,6 +95,60 @@ pub(crate) fn fit_title(face: &Face, title: &str, max_w: f32) -> FittedTitle {
         last.push('…');
     }
     FittedTitle { size, lines }
+}
+
+/// `text` cut to fit `max_w` at `size`, ending with "…" when something was cut.
+pub(crate) fn ellipsize(face: &Face, text: &str, size: f32, max_w: f32) -> String {
+    if face.width(text, size) <= max_w {
+        return text.to_owned();
+    }
+    let budget = max_w - face.width("…", size);
+    let mut out = String::new();
+    let mut w = 0.0;
+    for c in text.chars() {
+        let cw = face.char_units(c) as f32 * size / 1000.0;
+        if w + cw > budget {
+            break;
+        }
+        w += cw;
+        out.push(c);
+    }
+    let keep = out.trim_end().len();
+    out.truncate(keep);
+    out.push('…');
+    out
+}
+
+/// `text` broken into lines no wider than `max_w` (at spaces, at `\n`, or inside a word too
+/// long for a line), at most `max_lines` of them; the last ends with "…" if text was left over.
+pub(crate) fn wrap_lines(
+    face: &Face,
+    text: &str,
+    size: f32,
+    max_w: f32,
+    max_lines: usize,
+) -> Vec<String> {
+    if !text.contains('\n') && face.width(text, size) <= max_w {
+        return vec![text.to_owned()];
+    }
+    let mut lines = Vec::new();
+    for paragraph in text.split('\n') {
+        lines.extend(wrap(face, paragraph, size, max_w));
+        if lines.len() > max_lines {
+            break;
+        }
+    }
+    if lines.len() > max_lines {
+        lines.truncate(max_lines);
+        if let Some(last) = lines.last_mut() {
+            let cut = format!("{last}…");
+            *last = ellipsize(face, &cut, size, max_w);
+            if !last.ends_with('…') {
+                last.push('…');
+            }
+        }
+    }
+    lines
 }
 
 /// Greedy line breaking at spaces (or anywhere, for a word wider than the line).
@@ -255,19 +205,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn capacities() {
-        let a4p = Capacity::of(Paper::A4, Orientation::Portrait);
-        assert_eq!(a4p.rest, super::super::ROWS_PER_PAGE);
-        assert!(a4p.first < a4p.rest);
+    fn landscape_pages_hold_fewer_rows() {
         for paper in [Paper::A4, Paper::Letter] {
-            let p = Capacity::of(paper, Orientation::Portrait);
-            let l = Capacity::of(paper, Orientation::Landscape);
-            assert!(
-                l.rest < p.rest,
-                "{paper:?}: landscape {l:?} vs portrait {p:?}"
-            );
-            assert!(l.first >= 1);
+            let p = rows_per_page(paper, Orientation::Portrait);
+            let l = rows_per_page(paper, Orientation::Landscape);
+            assert!(l < p, "{paper:?}: landscape {l} vs portrait {p}");
         }
+    }
+
+    #[test]
+    fn long_cells_wrap_within_the_column_and_stop_at_the_line_cap() {
+        let f = fonts().expect("fonts");
+        let text = "word ".repeat(200);
+        let lines = wrap_lines(&f.regular, &text, 9.0, 100.0, 5);
+        assert_eq!(lines.len(), 5);
+        assert!(lines[4].ends_with('…'), "{lines:?}");
+        for l in &lines {
+            assert!(f.regular.width(l, 9.0) <= 100.0, "{l:?} too wide");
+        }
+        let two = wrap_lines(&f.regular, "a\nb", 9.0, 100.0, 5);
+        assert_eq!(two, vec!["a".to_string(), "b".to_string()]);
+        let cut = ellipsize(&f.regular, &"W".repeat(100), 9.0, 50.0);
+        assert!(cut.ends_with('…') && f.regular.width(&cut, 9.0) <= 50.0);
+        assert_eq!(ellipsize(&f.regular, "ok", 9.0, 50.0), "ok");
     }
 
     #[test]

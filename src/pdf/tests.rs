@@ -1,5 +1,6 @@
-//! Tests of the public `pdf` API: page arithmetic, rendering, cancellation, and (when the
-//! binaries are installed) what `qpdf --check` and `pdftotext` make of the output.
+//! Tests of the public `pdf` API: the table writer's pages, wrapping, groups, totals,
+//! missing glyphs, cancellation, and (when the binaries are installed) what `qpdf --check`
+//! and `pdftotext` make of the output.
 
 use std::io;
 use std::path::PathBuf;
@@ -8,157 +9,58 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
 
-const PAPERS: [Paper; 2] = [Paper::A4, Paper::Letter];
-const ORIENTATIONS: [Orientation; 2] = [Orientation::Portrait, Orientation::Landscape];
+fn col(heading: &str, align: Align, width: f32) -> ColumnSpec {
+    ColumnSpec {
+        heading: heading.into(),
+        align,
+        width,
+        wrap: true,
+    }
+}
 
-fn report(title: &str, rows: u32, paper: Paper, orientation: Orientation) -> Report<'_> {
-    Report {
-        title,
-        rows,
+/// The demo ledger's shape: #, Date, Description, Category, Amount.
+fn ledger_spec(title: &str, paper: Paper, orientation: Orientation) -> TableSpec {
+    TableSpec {
+        title: title.into(),
+        info: vec!["Generated 2024-05-06 07:08:09 UTC".into()],
         paper,
         orientation,
+        columns: vec![
+            col("#", Align::Right, 0.6),
+            col("Date", Align::Left, 0.8),
+            col("Description", Align::Left, 2.6),
+            col("Category", Align::Left, 0.9),
+            col("Amount", Align::Right, 1.0),
+        ],
         // 2024-05-06 07:08:09 UTC
         generated_at: UNIX_EPOCH + Duration::from_secs(1_714_979_289),
+        fonts: None,
+        max_pages: 100_000,
     }
 }
 
-fn render_to_vec(r: &Report<'_>) -> (Vec<u8>, Rendered, Vec<(u32, u32)>) {
+/// Renders `rows` sample rows and a total; returns the bytes, the facts and the progress calls.
+fn render_ledger(spec: &TableSpec, rows: u32) -> (Vec<u8>, Rendered, Vec<(u32, u32)>) {
     let mut calls = Vec::new();
     let mut out = Vec::new();
-    let rendered = render(
-        r,
-        &mut |done, total| {
-            calls.push((done, total));
-            true
-        },
-        &mut out,
-    )
-    .unwrap_or_else(|e| panic!("render of {} rows failed: {e}", r.rows));
+    let mut progress = |done, total| {
+        calls.push((done, total));
+        true
+    };
+    let mut w = TableWriter::new(spec, &mut out, &mut progress).expect("writer");
+    w.expect_rows(u64::from(rows));
+    for i in 1..=rows {
+        let r = sample_row(i);
+        let index = r.index.to_string();
+        let amount = format_amount(r.amount_cents);
+        w.row(&[&index, &r.date, &r.description, r.category, &amount])
+            .expect("row");
+    }
+    let total = format_amount(sample_total_cents(rows));
+    let rendered = w
+        .finish(Some(&["Total", "", "", "", &total]))
+        .expect("finish");
     (out, rendered, calls)
-}
-
-/// Row counts around every page boundary of every paper/orientation.
-fn interesting_rows(c: Capacity) -> Vec<u32> {
-    let mut v = vec![0, 1, 2, 39, 40, 41, 79, 80, 81, 1_000];
-    for k in 0..4 {
-        let edge = c.first + k * c.rest;
-        v.extend([edge - 1, edge, edge + 1]);
-    }
-    v
-}
-
-#[test]
-fn names_round_trip() {
-    for p in PAPERS {
-        assert_eq!(p.as_str().parse::<Paper>(), Ok(p));
-    }
-    for o in ORIENTATIONS {
-        assert_eq!(o.as_str().parse::<Orientation>(), Ok(o));
-    }
-    // serde uses the same lowercase names (job records store them).
-    assert_eq!(
-        serde_json::to_string(&Paper::Letter).ok().as_deref(),
-        Some("\"letter\"")
-    );
-    assert_eq!(
-        serde_json::from_str::<Orientation>("\"landscape\"").ok(),
-        Some(Orientation::Landscape)
-    );
-    assert!(serde_json::from_str::<Paper>("\"A4\"").is_err());
-    for bad in ["A4", "Letter", "", "a4 ", "legal", "Portrait"] {
-        assert!(bad.parse::<Paper>().is_err(), "{bad:?}");
-        assert!(bad.parse::<Orientation>().is_err(), "{bad:?}");
-    }
-}
-
-#[test]
-fn page_plan_covers_every_row_once() {
-    for paper in PAPERS {
-        for orientation in ORIENTATIONS {
-            let c = Capacity::of(paper, orientation);
-            for rows in interesting_rows(c)
-                .into_iter()
-                .chain([u32::MAX - 1, u32::MAX])
-            {
-                let pages = page_count(rows, paper, orientation);
-                let mut next = 1u64;
-                // Walking u32::MAX rows page by page is ~100M iterations; spot-check instead.
-                let walk = if rows > 100_000 {
-                    [1, pages - 1, pages].to_vec()
-                } else {
-                    (1..=pages).collect()
-                };
-                for p in walk {
-                    let (first, count) = c.rows_on(p, rows);
-                    if rows <= 100_000 {
-                        assert_eq!(
-                            u64::from(first),
-                            next,
-                            "{paper:?} {orientation:?} rows={rows} page {p}"
-                        );
-                    }
-                    assert!(
-                        count > 0 || rows == 0,
-                        "{paper:?} {orientation:?} rows={rows}: page {p} is empty"
-                    );
-                    next = u64::from(first) + u64::from(count);
-                }
-                assert_eq!(
-                    next,
-                    u64::from(rows) + 1,
-                    "{paper:?} {orientation:?} rows={rows}: rows left over"
-                );
-                assert_eq!(c.rows_on(pages.saturating_add(1), rows).1, 0);
-            }
-        }
-    }
-}
-
-#[test]
-fn a4_portrait_shape() {
-    let c = Capacity::of(Paper::A4, Orientation::Portrait);
-    assert_eq!(c.rest, ROWS_PER_PAGE);
-    let first = c.first;
-    assert_eq!(page_count(0, Paper::A4, Orientation::Portrait), 1);
-    assert_eq!(page_count(1, Paper::A4, Orientation::Portrait), 1);
-    assert_eq!(page_count(first, Paper::A4, Orientation::Portrait), 1);
-    assert_eq!(page_count(first + 1, Paper::A4, Orientation::Portrait), 2);
-    assert_eq!(page_count(first + 40, Paper::A4, Orientation::Portrait), 2);
-    assert_eq!(page_count(first + 41, Paper::A4, Orientation::Portrait), 3);
-    assert!(page_count(u32::MAX, Paper::A4, Orientation::Portrait) > 100_000_000);
-}
-
-#[test]
-fn rendered_pages_agree_with_page_count() {
-    for paper in PAPERS {
-        for orientation in ORIENTATIONS {
-            let c = Capacity::of(paper, orientation);
-            let mut rows_list = interesting_rows(c);
-            rows_list.retain(|&r| r <= 200);
-            for rows in rows_list {
-                let want = page_count(rows, paper, orientation);
-                let (bytes, rendered, calls) =
-                    render_to_vec(&report("T", rows, paper, orientation));
-                assert_eq!(
-                    rendered.pages, want,
-                    "{paper:?} {orientation:?} rows={rows}"
-                );
-                let expected_calls: Vec<(u32, u32)> = (1..=want).map(|p| (p, want)).collect();
-                assert_eq!(
-                    calls, expected_calls,
-                    "{paper:?} {orientation:?} rows={rows}"
-                );
-                assert!(bytes.starts_with(b"%PDF-"));
-                // Every page object is written once (lopdf writes "/Type/Page" for pages and
-                // "/Type/Pages" for the tree root).
-                let page_objects = count(&bytes, b"/Type/Page") - count(&bytes, b"/Type/Pages");
-                assert_eq!(
-                    page_objects, want as usize,
-                    "{paper:?} {orientation:?} rows={rows}"
-                );
-            }
-        }
-    }
 }
 
 fn count(haystack: &[u8], needle: &[u8]) -> usize {
@@ -169,46 +71,92 @@ fn count(haystack: &[u8], needle: &[u8]) -> usize {
 }
 
 #[test]
-fn small_report_is_a_pdf() {
-    let (bytes, rendered, _) = render_to_vec(&report("Hello", 3, Paper::A4, Orientation::Portrait));
-    assert!(
-        bytes.starts_with(b"%PDF-"),
-        "starts with {:?}",
-        &bytes[..bytes.len().min(8)]
+fn names_round_trip() {
+    for p in [Paper::A4, Paper::Letter] {
+        assert_eq!(p.as_str().parse::<Paper>(), Ok(p));
+    }
+    for o in [Orientation::Portrait, Orientation::Landscape] {
+        assert_eq!(o.as_str().parse::<Orientation>(), Ok(o));
+    }
+    assert_eq!(
+        serde_json::to_string(&Paper::Letter).ok().as_deref(),
+        Some("\"letter\"")
     );
-    assert_eq!(rendered.pages, 1);
-    // Stripped fonts keep a small report small (the two DejaVu faces are ~1.4 MB whole).
-    assert!(bytes.len() < 200_000, "{} bytes", bytes.len());
+    assert!("A4".parse::<Paper>().is_err());
 }
 
 #[test]
-fn odd_titles_do_not_panic() {
-    let long = "Ж".repeat(5_000);
-    for title in ["", " ", "\n\t\0", "🙂 emoji outside DejaVu", long.as_str()] {
-        let (bytes, _, _) = render_to_vec(&report(title, 2, Paper::Letter, Orientation::Landscape));
-        assert!(bytes.starts_with(b"%PDF-"));
+fn every_row_lands_on_exactly_one_page_and_progress_counts_pages() {
+    let spec = ledger_spec("T", Paper::A4, Orientation::Portrait);
+    let (bytes, rendered, calls) = render_ledger(&spec, 500);
+    assert_eq!(rendered.rows, 500);
+    assert_eq!(calls.len(), rendered.pages as usize);
+    assert_eq!(calls.last().map(|c| c.0), Some(rendered.pages));
+    // With the row count known, the estimate is never below what is done.
+    assert!(calls.iter().all(|&(done, est)| est >= done), "{calls:?}");
+    let per_page = rows_per_page(Paper::A4, Orientation::Portrait);
+    assert!(
+        rendered.pages >= 500 / per_page && rendered.pages <= 500 / (per_page - 6) + 1,
+        "{} pages for 500 rows at ~{per_page} per page",
+        rendered.pages
+    );
+    assert_eq!(
+        count(&bytes, b"/Type/Page/"),
+        rendered.pages as usize,
+        "one page dictionary per page"
+    );
+}
+
+#[test]
+fn a_report_without_rows_is_one_page_with_its_headings() {
+    let spec = ledger_spec("Empty", Paper::A4, Orientation::Landscape);
+    let (bytes, rendered, _) = render_ledger(&spec, 0);
+    assert_eq!((rendered.pages, rendered.rows), (1, 0));
+    let path = temp_pdf("empty", &bytes);
+    qpdf_check(&path);
+    if let Some(text) = pdftotext(&path) {
+        assert!(
+            text.contains("Description") && text.contains("Page 1 of 1"),
+            "{text}"
+        );
     }
+    let _ = std::fs::remove_file(&path);
 }
 
 #[test]
 fn cancel_stops_the_render() {
+    let spec = ledger_spec("T", Paper::A4, Orientation::Portrait);
     let mut out = Vec::new();
-    let mut seen = 0;
-    let r = report("T", 500, Paper::A4, Orientation::Portrait);
-    let res = render(
-        &r,
-        &mut |done, _| {
-            seen = done;
-            done < 3
-        },
-        &mut out,
-    );
-    assert!(matches!(res, Err(RenderError::Cancelled)), "got {res:?}");
-    assert_eq!(seen, 3);
+    let mut pages = 0;
+    let mut progress = |done, _| {
+        pages = done;
+        done < 2
+    };
+    let mut w = TableWriter::new(&spec, &mut out, &mut progress).expect("writer");
+    let mut result = Ok(());
+    for i in 1..=10_000 {
+        let r = sample_row(i);
+        result = w.row(&["1", &r.date, &r.description, r.category, "1.00"]);
+        if result.is_err() {
+            break;
+        }
+    }
+    assert!(matches!(result, Err(RenderError::Cancelled)), "{result:?}");
+    drop(w);
+    assert_eq!(pages, 2);
+}
+
+#[test]
+fn the_page_cap_stops_a_report_that_grows_past_it() {
+    let mut spec = ledger_spec("T", Paper::A4, Orientation::Portrait);
+    spec.max_pages = 3;
+    let mut out = Vec::new();
+    let mut progress = |_, _| true;
+    let mut w = TableWriter::new(&spec, &mut out, &mut progress).expect("writer");
+    let failed = (1..=10_000).find_map(|_| w.row(&["1", "d", "x", "c", "1"]).err());
     assert!(
-        out.is_empty(),
-        "a cancelled render wrote {} bytes",
-        out.len()
+        matches!(failed, Some(RenderError::TooManyPages { max: 3 })),
+        "{failed:?}"
     );
 }
 
@@ -217,21 +165,22 @@ fn write_errors_are_io_errors() {
     struct Broken;
     impl io::Write for Broken {
         fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-            Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
+            Err(io::Error::other("disk full"))
         }
         fn flush(&mut self) -> io::Result<()> {
-            Ok(())
+            Err(io::Error::other("disk full"))
         }
     }
-    let res = render(
-        &report("T", 1, Paper::A4, Orientation::Portrait),
-        &mut |_, _| true,
-        &mut Broken,
-    );
-    match res {
-        Err(RenderError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::StorageFull),
-        other => panic!("expected Io(StorageFull), got {other:?}"),
-    }
+    let spec = ledger_spec("T", Paper::A4, Orientation::Portrait);
+    let mut out = Broken;
+    let mut progress = |_, _| true;
+    let result = TableWriter::new(&spec, &mut out, &mut progress).and_then(|mut w| {
+        for _ in 0..5_000 {
+            w.row(&["1", "d", "x", "c", "1"])?;
+        }
+        w.finish(None)
+    });
+    assert!(matches!(result, Err(RenderError::Io(_))), "{result:?}");
 }
 
 #[test]
@@ -302,12 +251,12 @@ fn external_tools_accept_the_output() {
         (40, Paper::Letter, Orientation::Landscape),
         (0, Paper::A4, Orientation::Landscape),
     ] {
-        let (bytes, rendered, _) = render_to_vec(&report(title, rows, paper, orientation));
+        let spec = ledger_spec(title, paper, orientation);
+        let (bytes, rendered, _) = render_ledger(&spec, rows);
         let path = temp_pdf(
             &format!("{rows}-{}-{}", paper.as_str(), orientation.as_str()),
             &bytes,
         );
-
         qpdf_check(&path);
         if let Some(text) = pdftotext(&path) {
             let total = format_amount(sample_total_cents(rows));
@@ -315,8 +264,6 @@ fn external_tools_accept_the_output() {
             for want in [
                 title.to_string(),
                 "Description".to_string(),
-                "Category".to_string(),
-                "Amount".to_string(),
                 "Generated 2024-05-06 07:08:09 UTC".to_string(),
                 format!("Page 1 of {n}"),
                 format!("Page {n} of {n}"),
@@ -357,32 +304,18 @@ fn external_tools_accept_the_output() {
     }
 }
 
-/// Issue #4: pages are drawn straight into deflated content streams and added to printpdf's
-/// document one by one; a many-page file must still be one that qpdf and poppler accept, with
-/// every page present, compressed, and its text extractable through the fonts' `/ToUnicode`.
+/// Issue #7: pages go to the file as they are drawn; a many-page file must still be one that
+/// qpdf and poppler accept, every row extractable, the total page count on every footer.
 #[test]
-fn issue_4_streamed_pages_make_a_valid_document() {
+fn streamed_pages_make_a_valid_document_with_the_page_count_on_every_page() {
     let rows = 2_000;
-    let r = report("Streamed Ω", rows, Paper::A4, Orientation::Portrait);
-    let (bytes, rendered, calls) = render_to_vec(&r);
-    let want = page_count(rows, Paper::A4, Orientation::Portrait);
-    assert_eq!(rendered.pages, want);
-    assert_eq!(calls.len(), want as usize);
-    let page_objects = count(&bytes, b"/Type/Page") - count(&bytes, b"/Type/Pages");
-    assert_eq!(page_objects, want as usize);
-    // One content stream per page, plus the font programs and CMaps, all deflated.
-    assert!(
-        count(&bytes, b"/FlateDecode") > want as usize,
-        "{} deflated streams for {want} pages",
-        count(&bytes, b"/FlateDecode")
-    );
-    // Compressed pages stay small: ~2.6 KB each at the fast level, on top of the fonts.
-    let (one_page, _, _) =
-        render_to_vec(&report("Streamed Ω", 1, Paper::A4, Orientation::Portrait));
-    let per_page = (bytes.len() - one_page.len()) / (want as usize - 1);
+    let spec = ledger_spec("Streamed Ω", Paper::A4, Orientation::Portrait);
+    let (bytes, rendered, _) = render_ledger(&spec, rows);
+    let n = rendered.pages;
+    let (one, _, _) = render_ledger(&spec, 1);
+    let per_page = (bytes.len() - one.len()) / (n as usize - 1);
     assert!(per_page < 3_600, "{per_page} bytes per page");
-
-    let path = temp_pdf("issue-4", &bytes);
+    let path = temp_pdf("streamed", &bytes);
     qpdf_check(&path);
     if let Some(text) = pdftotext(&path) {
         for i in [1, 2, 1_000, rows] {
@@ -402,8 +335,83 @@ fn issue_4_streamed_pages_make_a_valid_document() {
                 );
             }
         }
-        assert!(text.contains(&format!("Page {want} of {want}")));
-        assert!(text.contains("Streamed Ω"));
+        for page in [1, n / 2, n] {
+            assert!(text.contains(&format!("Page {page} of {n}")), "page {page}");
+        }
     }
     let _ = std::fs::remove_file(&path);
+}
+
+/// Issue #7: long cells wrap inside their column, groups get headings (repeated after a page
+/// break) and subtotals, and characters DejaVu lacks print as a visible replacement.
+#[test]
+fn groups_wrapping_and_missing_glyphs_show_in_the_text() {
+    let mut spec = ledger_spec("Groups", Paper::A4, Orientation::Portrait);
+    spec.columns = vec![
+        col("Name", Align::Left, 1.0),
+        col("Amount", Align::Right, 1.0),
+    ];
+    let mut out = Vec::new();
+    let mut progress = |_, _| true;
+    let mut w = TableWriter::new(&spec, &mut out, &mut progress).expect("writer");
+    let long = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau";
+    w.group_heading("Region North").expect("heading");
+    w.row(&[long, "1.00"]).expect("row");
+    for _ in 0..60 {
+        w.row(&["filler", "2.00"]).expect("row");
+    }
+    w.row(&["漢字 and 🦀", "3.00"]).expect("row");
+    w.subtotal(&["Subtotal North", "123.00"]).expect("subtotal");
+    let rendered = w.finish(Some(&["Total", "123.00"])).expect("finish");
+    assert_eq!(
+        rendered.missing_glyphs,
+        vec!['字', '漢', '🦀'],
+        "sorted by code point"
+    );
+    assert_eq!(rendered.missing_count, 3);
+    let path = temp_pdf("groups", &out);
+    qpdf_check(&path);
+    if let Some(text) = pdftotext(&path) {
+        assert!(text.contains("Region North (continued)"), "{text}");
+        assert!(text.contains("Subtotal North"), "{text}");
+        assert!(text.contains("\u{FFFD}\u{FFFD} and \u{FFFD}"), "{text}");
+        assert!(
+            text.contains("alpha beta") && text.contains("omicron"),
+            "{text}"
+        );
+        let wrapped = text
+            .lines()
+            .position(|l| l.contains("alpha beta"))
+            .and_then(|i| text.lines().nth(i + 1))
+            .unwrap_or_default();
+        assert!(
+            !wrapped.contains("2.00"),
+            "second line of the long cell: {wrapped:?}"
+        );
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn odd_text_does_not_panic() {
+    let spec = ledger_spec(
+        "\u{0}\u{7}\u{202E}evil\u{FEFF}",
+        Paper::Letter,
+        Orientation::Portrait,
+    );
+    let mut out = Vec::new();
+    let mut progress = |_, _| true;
+    let mut w = TableWriter::new(&spec, &mut out, &mut progress).expect("writer");
+    for cell in [
+        "",
+        "\n\n\n",
+        "\u{0}",
+        &"W".repeat(5_000),
+        "a\u{301}\u{200D}b",
+        "\r\t",
+    ] {
+        w.row(&[cell, cell, cell, cell, cell]).expect("row");
+    }
+    w.row(&[]).expect("no cells");
+    w.finish(None).expect("finish");
 }

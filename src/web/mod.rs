@@ -1,8 +1,9 @@
 //! The application behind the FastCGI layer: routes, forms, pages, errors, SSE.
 //!
-//! Owns the URL contract (issue #3): `GET /`, `POST /generate`, `GET /jobs/<id>`,
-//! `GET /jobs/<id>/events`, `GET /jobs/<id>/status.json`, `GET /jobs/<id>/download`,
-//! `GET /healthz`. Every error becomes a status and a plain page in [`AppError::reply`].
+//! Owns the URL contract (issues #3, #7): `GET /` (the list of reports), `GET /reports/<id>`
+//! (a form generated from the report's params), `POST /reports/<id>` (and `POST /generate`,
+//! the demo report's old address), `GET /jobs/<id>`, `GET /jobs/<id>/events`,
+//! `GET /jobs/<id>/status.json`, `GET /jobs/<id>/download`, `GET /healthz`. Every error becomes a status and a plain page in [`AppError::reply`].
 //! Nothing here waits on a render: status pages read the job record (or the runner's live
 //! progress) and answer.
 
@@ -16,10 +17,17 @@ use std::time::{Duration, Instant};
 use askama::Template;
 
 use crate::fastcgi::{self, Abort, Request, Response};
-use crate::jobs::{Job, JobId, Params, Pending, Runner, State, SubmitError};
+use crate::jobs::{self, Job, JobId, Pending, Runner, State, SubmitError};
 use crate::pdf::{Orientation, Paper};
+use crate::reports::params::{self, Submitted};
+use crate::reports::{Catalog, Definition, ParamDef, ParamType, source};
 use http::HttpRequest;
-use pages::{FieldErrors, FormPage, JobPage, MessagePage};
+use pages::{FieldView, FormPage, IndexPage, JobPage, MessagePage, ReportLink};
+
+/// The demo report, whose form `POST /generate` still takes.
+pub const DEMO_REPORT: &str = "ledger";
+/// How long the options an `options_query` returned are reused.
+const OPTIONS_TTL: Duration = Duration::from_secs(60);
 
 /// The longest a single Server-Sent Events response stays open; the browser reconnects.
 const SSE_MAX: Duration = Duration::from_secs(300);
@@ -28,13 +36,18 @@ const SSE_TICK: Duration = Duration::from_millis(500);
 /// The app: one per process, shared by every request.
 pub struct App {
     runner: Runner,
-    max_rows: u32,
+    catalog: Arc<Catalog>,
+    /// Choice options from `options_query`, by (report, param); `None` = the query failed.
+    options: std::sync::Mutex<HashMap<(String, String), CachedOptions>>,
     /// Records of finished jobs, which do not change: a status page of a done job is the page
     /// users reload most, and this spares it a file read and a JSON parse...
     finished: TtlCache<Arc<Job>>,
     /// ...and this, rendering its HTML again.
     finished_pages: TtlCache<Arc<[u8]>>,
 }
+
+/// An `options_query`'s answer (`None`: it failed) and when it came.
+type CachedOptions = (Option<Vec<String>>, Instant);
 
 /// A small map of values that stay valid for [`FINISHED_TTL`].
 struct TtlCache<V> {
@@ -75,10 +88,11 @@ const FINISHED_TTL: Duration = Duration::from_secs(30);
 const FINISHED_MAX: usize = 4096;
 
 impl App {
-    pub fn new(runner: Runner, max_rows: u32) -> App {
+    pub fn new(runner: Runner, catalog: Arc<Catalog>) -> App {
         App {
             runner,
-            max_rows,
+            catalog,
+            options: std::sync::Mutex::new(HashMap::new()),
             finished: TtlCache::new(),
             finished_pages: TtlCache::new(),
         }
@@ -173,7 +187,7 @@ impl AppError {
                 "Not found",
                 "There is no page or report at this address. Reports are kept for a limited time.",
                 Some("/".into()),
-                "Make a new report",
+                "See the reports",
             ),
             AppError::MethodNotAllowed { allow } => msg(
                 405,
@@ -189,7 +203,7 @@ impl AppError {
                 "Unsupported form encoding",
                 "Send the form as application/x-www-form-urlencoded.",
                 Some("/".into()),
-                "Back to the form",
+                "See the reports",
             ),
             AppError::NotReady { id, state } => msg(
                 409,
@@ -228,9 +242,11 @@ impl AppError {
 /// What a route decided; the handler writes it.
 enum Outcome {
     Reply(Reply),
-    /// Valid parameters: record the job, answer 303, finish the request, then start its
-    /// render. The form comes along for the errors `enqueue` can still find.
-    Enqueue(Params, Box<FormPage>),
+    /// A report's form, once its choice options are known.
+    Form(Arc<Definition>),
+    /// A submitted form, to validate once its choice options are known; if valid, record the
+    /// job, answer 303, finish the request, then start its render.
+    Submit(Arc<Definition>, Vec<(String, String)>),
     Events(JobId),
 }
 
@@ -244,8 +260,21 @@ impl fastcgi::Handler for App {
             Outcome::Reply(reply) => {
                 let _ = send(reply, response).await;
             }
-            Outcome::Enqueue(params, form) => {
-                let pending = match self.enqueue(params, form).await {
+            Outcome::Form(def) => {
+                let options = self.choice_options(&def).await;
+                let page = form_page(&def, &[], &options);
+                let _ = send(Reply::html(200, &page), response).await;
+            }
+            Outcome::Submit(def, fields) => {
+                let options = self.choice_options(&def).await;
+                let (request, form) = match validate(&def, &fields, &options) {
+                    Ok(ok) => ok,
+                    Err(form) => {
+                        let _ = send(AppError::BadRequest(form).reply(), response).await;
+                        return;
+                    }
+                };
+                let pending = match self.enqueue(request, form).await {
                     Ok(pending) => pending,
                     Err(e) => {
                         let _ = send(e.reply(), response).await;
@@ -253,7 +282,6 @@ impl fastcgi::Handler for App {
                     }
                 };
                 let id = pending.id();
-                log::info!("job {id}: queued");
                 match send(Reply::see_other(format!("/jobs/{id}")), response).await {
                     Ok(()) => log::info!("job {id}: answered 303, request finished"),
                     // The client or nginx went away: the job is recorded and renders anyway.
@@ -286,14 +314,25 @@ impl App {
         match segments.as_slice() {
             [""] => {
                 require(get, "GET, HEAD")?;
-                Ok(Outcome::Reply(Reply::html(
-                    200,
-                    &FormPage::blank(self.max_rows),
-                )))
+                Ok(Outcome::Reply(Reply::html(200, &self.index())))
+            }
+            ["reports", id] => {
+                let def = self.catalog.get(id).cloned().ok_or(AppError::NotFound)?;
+                if req.is("POST") {
+                    self.submission(def, req)
+                } else {
+                    require(get, "GET, HEAD, POST")?;
+                    Ok(Outcome::Form(def))
+                }
             }
             ["generate"] => {
                 require(req.is("POST"), "POST")?;
-                self.generate(req)
+                let def = self
+                    .catalog
+                    .get(DEMO_REPORT)
+                    .cloned()
+                    .ok_or(AppError::NotFound)?;
+                self.submission(def, req)
             }
             ["healthz"] => {
                 require(get, "GET, HEAD")?;
@@ -323,42 +362,111 @@ impl App {
         }
     }
 
-    fn generate(&self, req: &HttpRequest) -> Result<Outcome, AppError> {
+    fn index(&self) -> IndexPage {
+        IndexPage {
+            reports: self
+                .catalog
+                .iter()
+                .map(|d| ReportLink {
+                    id: d.id.clone(),
+                    name: report_name(d),
+                    description: d.description.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn submission(&self, def: Arc<Definition>, req: &HttpRequest) -> Result<Outcome, AppError> {
         if !req.is_urlencoded() {
             return Err(AppError::UnsupportedMediaType);
         }
-        let fields = http::parse_urlencoded(req.body).map_err(|_| {
-            let mut form = FormPage::blank(self.max_rows);
-            form.general_error = Some("The form data could not be read (broken encoding).".into());
-            AppError::BadRequest(Box::new(form))
-        })?;
-        let (params, form) = validate(&fields, self.max_rows);
-        let Some(params) = params else {
-            return Err(AppError::BadRequest(Box::new(form)));
-        };
-        Ok(Outcome::Enqueue(params, Box::new(form)))
+        match http::parse_urlencoded(req.body) {
+            Ok(fields) => Ok(Outcome::Submit(def, fields)),
+            Err(_) => {
+                let mut form = form_page(&def, &[], &HashMap::new());
+                form.general_error =
+                    Some("The form data could not be read (broken encoding).".into());
+                Err(AppError::BadRequest(Box::new(form)))
+            }
+        }
+    }
+
+    /// The options of each choice param whose list comes from an `options_query`, run on a
+    /// blocking thread (a database round trip) and reused for [`OPTIONS_TTL`]. A query that
+    /// fails is logged and leaves the field a free-text one (the value is bound, never
+    /// spliced, so that stays safe).
+    async fn choice_options(&self, def: &Arc<Definition>) -> HashMap<String, Vec<String>> {
+        let mut out = HashMap::new();
+        for param in def.params.iter().filter(|p| p.kind == ParamType::Choice) {
+            let Some(query) = param
+                .options_query
+                .clone()
+                .filter(|_| param.options.is_empty())
+            else {
+                continue;
+            };
+            let key = (def.id.clone(), param.name.clone());
+            let cached = {
+                let map = self.options.lock().unwrap_or_else(|e| e.into_inner());
+                map.get(&key)
+                    .filter(|(_, at)| at.elapsed() < OPTIONS_TTL)
+                    .map(|(v, _)| v.clone())
+            };
+            let found = match cached {
+                Some(found) => found,
+                None => {
+                    let source = def.source.clone();
+                    let limit = def.source.timeout.min(Duration::from_secs(10));
+                    let ran = tokio::time::timeout(
+                        limit,
+                        tokio::task::spawn_blocking(move || source::options(&source, &query)),
+                    )
+                    .await;
+                    let found = match ran {
+                        Ok(Ok(Ok(options))) => Some(options),
+                        Ok(Ok(Err(e))) => {
+                            log::warn!("report {}: options of {}: {e}", def.id, param.name);
+                            None
+                        }
+                        _ => {
+                            log::warn!("report {}: options of {} timed out", def.id, param.name);
+                            None
+                        }
+                    };
+                    let mut map = self.options.lock().unwrap_or_else(|e| e.into_inner());
+                    map.insert(key, (found.clone(), Instant::now()));
+                    found
+                }
+            };
+            if let Some(options) = found {
+                out.insert(param.name.clone(), options);
+            }
+        }
+        out
     }
 
     /// Records the job. `enqueue` writes and fsyncs the record, so it runs on a blocking
     /// thread: a slow disk must not hold up the requests sharing this runtime thread.
-    async fn enqueue(&self, params: Params, mut form: Box<FormPage>) -> Result<Pending, AppError> {
+    async fn enqueue(
+        &self,
+        request: jobs::Request,
+        mut form: Box<FormPage>,
+    ) -> Result<Pending, AppError> {
         let runner = self.runner.clone();
-        let result = tokio::task::spawn_blocking(move || runner.enqueue(params))
+        let result = tokio::task::spawn_blocking(move || runner.enqueue(request))
             .await
             .map_err(|e| AppError::Internal(format!("recording a job: {e}")))?;
         match result {
             Ok(pending) => Ok(pending),
             Err(SubmitError::TooManyPages { pages, max }) => {
-                form.errors.rows = Some(format!(
-                    "That makes {pages} pages; at most {max} pages fit in one report. Use fewer rows."
+                form.general_error = Some(format!(
+                    "That makes about {pages} pages; at most {max} pages fit in one report. Choose values that select fewer rows."
                 ));
                 Err(AppError::BadRequest(form))
             }
             Err(SubmitError::TooLarge { .. }) => {
-                form.errors.rows = Some(
-                    "That report is too large for this server's memory budget. Use fewer rows."
-                        .into(),
-                );
+                form.general_error =
+                    Some("That report is too large for this server's memory budget.".into());
                 Err(AppError::BadRequest(form))
             }
             Err(SubmitError::Invalid { reason }) => {
@@ -448,7 +556,7 @@ impl App {
                 ("Content-Type", "application/pdf".into()),
                 (
                     "Content-Disposition",
-                    content_disposition(&job.params.title),
+                    content_disposition(&job.request.title),
                 ),
                 // nginx serves the file itself from the internal location (sendfile).
                 ("X-Accel-Redirect", format!("/_files/{id}.pdf")),
@@ -535,68 +643,159 @@ fn progress_json(job: &crate::jobs::Job, live: Option<(State, u32, u32)>) -> Str
     .to_string()
 }
 
-/// Validates the form. Returns the params when every field is valid, and the form to show
-/// again (with the user's values kept and an error beside each bad field) either way.
-pub fn validate(fields: &[(String, String)], max_rows: u32) -> (Option<Params>, FormPage) {
-    let field = |name: &str| {
+/// A report's name for people: its id with dashes as spaces, capitalised.
+fn report_name(def: &Definition) -> String {
+    let words = def.id.replace('-', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => words,
+    }
+}
+
+/// The form of `def`, showing `fields` (what the user sent; defaults where absent) and no
+/// errors. `options` holds choice lists that came from an `options_query`.
+pub fn form_page(
+    def: &Definition,
+    fields: &[(String, String)],
+    options: &HashMap<String, Vec<String>>,
+) -> FormPage {
+    let sent = |name: &str| {
         fields
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
+            .map(|(_, v)| v.clone())
     };
-    let mut form = FormPage {
-        title: field("title").to_string(),
-        rows: field("rows").to_string(),
-        paper: field("paper").to_string(),
-        orientation: field("orientation").to_string(),
-        max_rows,
-        errors: FieldErrors::default(),
-        general_error: None,
+    let mut views: Vec<FieldView> = def
+        .params
+        .iter()
+        .map(|p| field_view(p, sent(&p.name), options.get(&p.name)))
+        .collect();
+    let pick = |name: &str, label: &str, current: &str, choices: &[(&str, &str)]| FieldView {
+        name: name.into(),
+        label: label.into(),
+        input: "select",
+        value: sent(name).unwrap_or_else(|| current.to_owned()),
+        required: true,
+        options: choices
+            .iter()
+            .map(|(v, l)| ((*v).to_owned(), (*l).to_owned()))
+            .collect(),
+        ..FieldView::default()
     };
-    let title = form.title.trim().to_string();
-    let chars = title.chars().count();
-    if chars == 0 {
-        form.errors.title = Some("Enter a title.".into());
-    } else if chars > 200 {
-        form.errors.title = Some(format!(
-            "The title has {chars} characters; at most 200 are allowed."
+    if def.paper_choice {
+        let choices = [("a4", "A4"), ("letter", "Letter")];
+        views.push(pick("paper", "Paper", def.paper.as_str(), &choices));
+    }
+    if def.orientation_choice {
+        let choices = [("portrait", "Portrait"), ("landscape", "Landscape")];
+        views.push(pick(
+            "orientation",
+            "Orientation",
+            def.orientation.as_str(),
+            &choices,
         ));
-    } else if title.chars().any(char::is_control) {
-        form.errors.title = Some("The title cannot contain control characters.".into());
     }
-    let rows = match form.rows.trim().parse::<u64>() {
-        Ok(n) if n >= 1 && n <= u64::from(max_rows) => Some(n as u32),
-        Ok(_) => {
-            form.errors.rows = Some(format!("Enter a number of rows from 1 to {max_rows}."));
-            None
+    FormPage {
+        name: report_name(def),
+        description: def.description.clone(),
+        action: format!("/reports/{}", def.id),
+        fields: views,
+        general_error: None,
+    }
+}
+
+fn field_view(p: &ParamDef, sent: Option<String>, listed: Option<&Vec<String>>) -> FieldView {
+    let (input, step) = match p.kind {
+        ParamType::Text => ("text", None),
+        ParamType::Integer => ("number", None),
+        ParamType::Decimal => ("number", Some("any")),
+        ParamType::Date => ("date", None),
+        ParamType::Choice if p.options.is_empty() && listed.is_none() => ("text", None),
+        ParamType::Choice => ("select", None),
+    };
+    let options = if p.options.is_empty() {
+        listed.cloned().unwrap_or_default()
+    } else {
+        p.options.clone()
+    };
+    FieldView {
+        name: p.name.clone(),
+        label: p.label.clone(),
+        input,
+        value: sent.or_else(|| p.default.clone()).unwrap_or_default(),
+        min: p.min.clone(),
+        max: p.max.clone(),
+        step,
+        maxlength: match p.kind {
+            ParamType::Text => Some(p.max_length.unwrap_or(params::DEFAULT_MAX_LENGTH)),
+            _ => None,
+        },
+        required: p.required,
+        options: options.into_iter().map(|o| (o.clone(), o)).collect(),
+        error: None,
+    }
+}
+
+/// Validates a submitted form against `def`. Returns the job request and the form (for the
+/// errors `enqueue` can still find), or the form with the values kept and an error beside
+/// each bad field.
+#[allow(clippy::result_large_err)]
+pub fn validate(
+    def: &Definition,
+    fields: &[(String, String)],
+    options: &HashMap<String, Vec<String>>,
+) -> Result<(jobs::Request, Box<FormPage>), Box<FormPage>> {
+    let mut form = Box::new(form_page(def, fields, options));
+    let lookup = |p: &ParamDef| options.get(&p.name).cloned();
+    let checked = params::validate(def, &lookup, &Submitted::from_pairs(fields));
+    let sent = |name: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.trim())
+    };
+    let mut paper = def.paper;
+    if def.paper_choice {
+        match sent("paper").map(str::parse::<Paper>) {
+            Some(Ok(p)) => paper = p,
+            _ => set_error(&mut form, "paper", "Choose A4 or Letter."),
         }
-        Err(_) => {
-            form.errors.rows = Some(format!(
-                "Enter a whole number of rows from 1 to {max_rows}."
-            ));
-            None
+    }
+    let mut orientation = def.orientation;
+    if def.orientation_choice {
+        match sent("orientation").map(str::parse::<Orientation>) {
+            Some(Ok(o)) => orientation = o,
+            _ => set_error(&mut form, "orientation", "Choose portrait or landscape."),
+        }
+    }
+    let values = match checked {
+        Ok(values) => values,
+        Err(errors) => {
+            for (name, message) in errors.iter() {
+                set_error(&mut form, name, message);
+            }
+            return Err(form);
         }
     };
-    let paper = form.paper.parse::<Paper>().ok();
-    if paper.is_none() {
-        form.errors.paper = Some("Choose A4 or Letter.".into());
+    if form.has_errors() {
+        return Err(form);
     }
-    let orientation = form.orientation.parse::<Orientation>().ok();
-    if orientation.is_none() {
-        form.errors.orientation = Some("Choose portrait or landscape.".into());
-    }
-    match (rows, paper, orientation) {
-        (Some(rows), Some(paper), Some(orientation)) if form.errors.is_empty() => (
-            Some(Params {
-                title,
-                rows,
-                paper,
-                orientation,
-            }),
-            form,
-        ),
-        _ => (None, form),
+    let request = jobs::Request {
+        report: def.id.clone(),
+        definition_hash: def.hash.clone(),
+        title: params::fill_title(def, &values),
+        values: values.as_map().clone(),
+        paper,
+        orientation,
+    };
+    Ok((request, form))
+}
+
+fn set_error(form: &mut FormPage, name: &str, message: &str) {
+    match form.field_mut(name) {
+        Some(field) => field.error = Some(message.to_owned()),
+        None => form.general_error = Some(message.to_owned()),
     }
 }
 
@@ -641,15 +840,24 @@ mod tests {
             .collect()
     }
 
+    fn ledger() -> Definition {
+        let ctx = crate::reports::definition::ParseContext::default();
+        crate::reports::definition::load(std::path::Path::new("reports/ledger.toml"), &ctx)
+            .unwrap_or_else(|e| panic!("reports/ledger.toml: {e}"))
+    }
+
+    /// The demo report keeps today's fields and limits (issue #7): each bad value is answered
+    /// beside its own field, the others keep what was typed.
     #[test]
-    fn validate_table() {
-        let long = "x".repeat(201);
+    fn the_demo_form_checks_each_field() {
+        let def = ledger();
         let ok = [
             ("title", "T"),
             ("rows", "10"),
             ("paper", "a4"),
             ("orientation", "portrait"),
         ];
+        let long = "x".repeat(201);
         let cases: Vec<(&str, Vec<(&str, &str)>, Option<&str>)> = vec![
             ("valid", ok.to_vec(), None),
             (
@@ -687,35 +895,35 @@ mod tests {
                 vec![("title", long.as_str()), ok[1], ok[2], ok[3]],
                 Some("title"),
             ),
-            ("missing all", vec![], Some("title")),
         ];
         for (name, input, bad) in cases {
-            let (params, form) = validate(&fields(&input), 100_000);
-            let errs = &form.errors;
-            let flagged = [
-                ("title", errs.title.is_some()),
-                ("rows", errs.rows.is_some()),
-                ("paper", errs.paper.is_some()),
-                ("orientation", errs.orientation.is_some()),
-            ];
-            match bad {
-                None => assert!(
-                    params.is_some() && errs.is_empty(),
-                    "{name}: expected valid, got {errs:?}"
-                ),
-                Some(field) => {
-                    assert!(params.is_none(), "{name}: expected rejection");
-                    assert!(
-                        flagged.iter().any(|(f, on)| *f == field && *on),
-                        "{name}: expected an error on {field}, got {errs:?}"
-                    );
+            let fields = fields(&input);
+            match (validate(&def, &fields, &HashMap::new()), bad) {
+                (Ok((request, _)), None) => {
+                    assert_eq!(request.report, "ledger");
+                    assert_eq!(request.title, "T");
+                    assert_eq!(request.values.get("rows").map(String::as_str), Some("10"));
                 }
+                (Err(form), Some(field)) => {
+                    let flagged: Vec<&str> = form
+                        .fields
+                        .iter()
+                        .filter(|f| f.error.is_some())
+                        .map(|f| f.name.as_str())
+                        .collect();
+                    assert_eq!(flagged, vec![field], "{name}");
+                    let rows = form.fields.iter().find(|f| f.name == "rows");
+                    let sent = input.iter().find(|(n, _)| *n == "rows").map(|(_, v)| *v);
+                    assert_eq!(rows.map(|f| f.value.as_str()), sent, "{name}: value kept");
+                }
+                (Ok(_), Some(field)) => panic!("{name}: expected an error on {field}"),
+                (Err(form), None) => panic!("{name}: unexpected errors {:?}", form.fields),
             }
         }
     }
 
     #[test]
-    fn two_hundred_unicode_chars_are_fine() {
+    fn two_hundred_unicode_chars_are_a_fine_title() {
         let title = "Ω".repeat(200);
         let input = fields(&[
             ("title", &title),
@@ -723,8 +931,24 @@ mod tests {
             ("paper", "letter"),
             ("orientation", "landscape"),
         ]);
-        let (params, form) = validate(&input, 100);
-        assert!(params.is_some(), "{:?}", form.errors);
+        let result = validate(&ledger(), &input, &HashMap::new());
+        let (request, _) = result.unwrap_or_else(|f| panic!("{:?}", f.fields));
+        assert_eq!(
+            (request.paper, request.orientation),
+            (Paper::Letter, Orientation::Landscape)
+        );
+    }
+
+    #[test]
+    fn generated_form_has_html_bounds() {
+        let page = form_page(&ledger(), &[], &HashMap::new());
+        let html = page.render().unwrap_or_default();
+        assert!(
+            html.contains(r#"name="rows" value="1000" min="1" max="100000""#),
+            "{html}"
+        );
+        assert!(html.contains(r#"maxlength="200""#), "{html}");
+        assert!(html.contains(r#"action="/reports/ledger""#), "{html}");
     }
 
     #[test]

@@ -7,45 +7,59 @@ use askama::Template;
 
 use crate::jobs::{Job, State};
 
-/// Error messages next to each form field.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct FieldErrors {
-    pub title: Option<String>,
-    pub rows: Option<String>,
-    pub paper: Option<String>,
-    pub orientation: Option<String>,
+/// `GET /`: the reports this site offers.
+#[derive(Template, Debug)]
+#[template(path = "index.html")]
+pub struct IndexPage {
+    pub reports: Vec<ReportLink>,
 }
 
-impl FieldErrors {
-    pub fn is_empty(&self) -> bool {
-        *self == FieldErrors::default()
-    }
+#[derive(Debug, Clone)]
+pub struct ReportLink {
+    pub id: String,
+    pub name: String,
+    pub description: String,
 }
 
-/// `GET /` and a re-shown form after `POST /generate` with errors.
+/// One form field, generated from a report parameter.
+#[derive(Debug, Clone, Default)]
+pub struct FieldView {
+    pub name: String,
+    pub label: String,
+    /// `text`, `number`, `date` or `select`.
+    pub input: &'static str,
+    pub value: String,
+    pub min: Option<String>,
+    pub max: Option<String>,
+    /// `any` for decimals (the browser's default step is 1).
+    pub step: Option<&'static str>,
+    pub maxlength: Option<u32>,
+    pub required: bool,
+    /// For `select`: (value, label) pairs.
+    pub options: Vec<(String, String)>,
+    pub error: Option<String>,
+}
+
+/// `GET /reports/<id>` and a re-shown form after `POST /reports/<id>` with errors.
 #[derive(Template, Debug)]
 #[template(path = "form.html")]
 pub struct FormPage {
-    pub title: String,
-    pub rows: String,
-    pub paper: String,
-    pub orientation: String,
-    pub max_rows: u32,
-    pub errors: FieldErrors,
+    pub name: String,
+    pub description: String,
+    pub action: String,
+    pub fields: Vec<FieldView>,
     pub general_error: Option<String>,
 }
 
 impl FormPage {
-    pub fn blank(max_rows: u32) -> FormPage {
-        FormPage {
-            title: String::new(),
-            rows: "1000".into(),
-            paper: "a4".into(),
-            orientation: "portrait".into(),
-            max_rows,
-            errors: FieldErrors::default(),
-            general_error: None,
-        }
+    /// The field named `name`, to attach an error to.
+    pub fn field_mut(&mut self, name: &str) -> Option<&mut FieldView> {
+        self.fields.iter_mut().find(|f| f.name == name)
+    }
+
+    /// Whether any field shows an error.
+    pub fn has_errors(&self) -> bool {
+        self.fields.iter().any(|f| f.error.is_some())
     }
 }
 
@@ -55,10 +69,14 @@ impl FormPage {
 pub struct JobPage {
     pub id: String,
     pub title: String,
+    /// Where to make another report of the same kind.
+    pub form_link: String,
     pub state: &'static str,
     pub is_final: bool,
     pub pages_done: u32,
     pub pages_total: u32,
+    /// False while the page count is not known yet (no count query, or it has not run).
+    pub total_known: bool,
     pub percent: u32,
     /// Every page is laid out and the file is being written (compression takes a while).
     pub writing: bool,
@@ -79,11 +97,17 @@ impl JobPage {
         };
         JobPage {
             id: job.id.to_string(),
-            title: job.params.title.clone(),
+            title: if job.request.title.trim().is_empty() {
+                "Report".to_owned()
+            } else {
+                job.request.title.clone()
+            },
+            form_link: format!("/reports/{}", job.request.report),
             state: state.as_str(),
             is_final: state.is_final(),
             pages_done: done,
             pages_total: total.max(1),
+            total_known: total > 0,
             percent,
             writing: state == State::Running && total > 0 && done >= total,
             size: job.size_bytes.map(human_bytes).unwrap_or_default(),
@@ -189,13 +213,24 @@ mod tests {
     }
 
     #[test]
-    fn form_escapes_the_title() {
-        let mut page = FormPage::blank(100);
-        page.title = "<script>alert(1)</script>".into();
+    fn form_escapes_values() {
+        let page = FormPage {
+            name: "<b>n</b>".into(),
+            description: String::new(),
+            action: "/reports/x".into(),
+            fields: vec![FieldView {
+                name: "title".into(),
+                label: "Title".into(),
+                input: "text",
+                value: "<script>alert(1)</script>".into(),
+                ..FieldView::default()
+            }],
+            general_error: None,
+        };
         let html = page.render().unwrap();
         assert!(
-            !html.contains("<script>alert(1)"),
-            "title must be escaped:\n{html}"
+            !html.contains("<script>alert(1)") && !html.contains("<b>n"),
+            "values must be escaped:\n{html}"
         );
         assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"));
     }

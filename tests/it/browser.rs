@@ -571,11 +571,7 @@ fn issue_3_product_flow_in_headless_chromium() {
         json!(false),
         "a finished page stops refreshing"
     );
-    let pages = pdfworker::pdf::page_count(
-        rows,
-        pdfworker::pdf::Paper::Letter,
-        pdfworker::pdf::Orientation::Landscape,
-    );
+    let pages = crate::nginx::pdf_pages(&srv.data.join("files").join(format!("{id}.pdf")));
     assert_eq!(
         done["pages"],
         json!(pages.to_string()),

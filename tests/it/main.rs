@@ -2,8 +2,10 @@
 //! `pdfworker` binary, and real nginx where the area needs it.
 
 mod browser;
+mod dbs;
 mod jobs;
 mod listen;
 mod nginx;
 mod protocol;
+mod sources;
 mod util;

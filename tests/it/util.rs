@@ -23,7 +23,40 @@ pub const UNKNOWN_TYPE: u8 = 11;
 /// Rows of a report that renders for seconds (25,000 pages), so tests can act while it runs;
 /// start the worker with [`BIG_FLAGS`] to allow it.
 pub const BIG_ROWS: &str = "1000000";
-pub const BIG_FLAGS: [&str; 4] = ["--max-rows", "1000000", "--max-pages", "30000"];
+pub const BIG_FLAGS: [&str; 2] = ["--max-pages", "30000"];
+
+/// The shipped report definitions with the demo database beside them, made once per test run
+/// by the real `pdfworker demo-data` with 1,000,000 ledger rows; the ledger's `rows` bound is
+/// raised to match, so tests can ask for renders that take seconds.
+pub fn demo_reports() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("demo-reports");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create demo reports dir");
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports");
+        for entry in std::fs::read_dir(&shipped).expect("read reports/") {
+            let path = entry.expect("dir entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let text = std::fs::read_to_string(&path).expect("read report");
+                let text = text.replace("max = 100000", "max = 1000000");
+                let name = path.file_name().expect("file name");
+                std::fs::write(dir.join(name), text).expect("write report");
+            }
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_pdfworker"))
+            .args(["demo-data", "--rows", BIG_ROWS, "--out"])
+            .arg(dir.join("demo.sqlite"))
+            .output()
+            .expect("run pdfworker demo-data");
+        assert!(
+            out.status.success(),
+            "demo-data failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
 
 /// A temp dir removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -102,6 +135,8 @@ impl TestServer {
             .arg(&self.data)
             .arg("--socket-mode")
             .arg("0666")
+            .arg("--reports-dir")
+            .arg(demo_reports())
             .args(&self.args)
             .env(
                 "RUST_LOG",
