@@ -239,14 +239,22 @@ impl<'w> TableWriter<'w> {
 
     fn line(&mut self, cells: &[&str], kind: Kind) -> Result<(), RenderError> {
         self.ensure_page()?;
+        if kind == Kind::Body && self.single_line(cells) {
+            if self.y - ROW_H < MARGIN {
+                self.new_page_in_group()?;
+            }
+            self.draw_with(1, cells.len(), kind, &|i, k| {
+                if k == 0 { cells.get(i).copied() } else { None }
+            });
+            return Ok(());
+        }
         let lines = self.layout_cells(cells, kind);
         if self.y - height_of(&lines) < MARGIN {
-            self.break_page()?;
-            self.start_page(false);
-            if let Some(group) = self.group.clone().filter(|_| kind == Kind::Body) {
-                let text = format!("{group} (continued)");
-                let heading = self.layout_cells(&[&text], Kind::Group);
-                self.draw_lines(&heading, Kind::Group);
+            if kind == Kind::Body {
+                self.new_page_in_group()?;
+            } else {
+                self.break_page()?;
+                self.start_page(false);
             }
         }
         if kind == Kind::Subtotal {
@@ -254,6 +262,18 @@ impl<'w> TableWriter<'w> {
             self.group = None;
         }
         self.draw_lines(&lines, kind);
+        Ok(())
+    }
+
+    /// A new page for the next body row, the group heading repeated as "(continued)".
+    fn new_page_in_group(&mut self) -> Result<(), RenderError> {
+        self.break_page()?;
+        self.start_page(false);
+        if let Some(group) = self.group.clone() {
+            let text = format!("{group} (continued)");
+            let heading = self.layout_cells(&[&text], Kind::Group);
+            self.draw_lines(&heading, Kind::Group);
+        }
         Ok(())
     }
 
@@ -394,8 +414,20 @@ impl<'w> TableWriter<'w> {
             };
             let width = (right - col.left - 2.0 * PAD).max(1.0);
             let text = prepare_with(face, raw, &mut self.missing, &mut self.missing_count);
-            // Column headings never wrap: a long one ends with "…".
-            let lines = if col.wrap && kind != Kind::Columns {
+            let total_row = matches!(kind, Kind::Subtotal | Kind::Total);
+            // Column headings never wrap: a long one ends with "…". A total's figures are
+            // never cut: they may run on into the empty cells to their left.
+            let lines = if total_row && i > 0 {
+                vec![text.replace('\n', " ")]
+            } else if total_row {
+                let limit = self.label_limit(face, cells, right);
+                vec![layout::ellipsize(
+                    face,
+                    &text.replace('\n', " "),
+                    BODY_SIZE,
+                    limit,
+                )]
+            } else if col.wrap && kind != Kind::Columns {
                 layout::wrap_lines(face, &text, BODY_SIZE, width, MAX_LINES)
             } else if text.contains('\n') {
                 vec![layout::ellipsize(
@@ -413,6 +445,20 @@ impl<'w> TableWriter<'w> {
             }
         }
         out
+    }
+
+    /// Width for a total row's label: up to `right`, but not into the first figure's text.
+    fn label_limit(&self, face: &Face, cells: &[&str], right: f32) -> f32 {
+        let first = self.cols.first().map_or(MARGIN, |c| c.left);
+        let figure_left = self
+            .cols
+            .iter()
+            .zip(cells)
+            .skip(1)
+            .find(|(_, text)| !text.is_empty())
+            .map(|(col, text)| col.right - PAD - face.width(text, BODY_SIZE));
+        let right = figure_left.map_or(right, |x| x.min(right));
+        (right - first - 2.0 * PAD).max(1.0)
     }
 
     /// A total row's label may run on over the empty cells to its right.
@@ -433,6 +479,32 @@ impl<'w> TableWriter<'w> {
 
     fn draw_lines(&mut self, lines: &[Vec<String>], kind: Kind) {
         let n = lines.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        self.draw_with(n, lines.len(), kind, &|i, k| {
+            lines.get(i).and_then(|c| c.get(k)).map(String::as_str)
+        });
+    }
+
+    /// A body row whose cells all fit on one line, drawn without copying them (issue #7: the
+    /// common case must stay cheap; this runs once per row).
+    fn single_line(&mut self, cells: &[&str]) -> bool {
+        let fonts = Arc::clone(&self.fonts);
+        let face = &fonts.regular;
+        self.cols.iter().zip(cells).all(|(col, text)| {
+            let fine = text
+                .chars()
+                .all(|c| c == ' ' || (!c.is_control() && face.has(c)));
+            fine && face.width(text, BODY_SIZE) <= col.right - col.left - 2.0 * PAD
+        })
+    }
+
+    /// Background band, then one `TJ` per line; `cell(i, k)` is line `k` of cell `i`.
+    fn draw_with<'c>(
+        &mut self,
+        n: usize,
+        cells: usize,
+        kind: Kind,
+        cell: &dyn Fn(usize, usize) -> Option<&'c str>,
+    ) {
         let h = row_height(n);
         let left = self.cols.first().map_or(MARGIN, |c| c.left);
         let right = self.cols.last().map_or(self.page_w - MARGIN, |c| c.right);
@@ -453,8 +525,8 @@ impl<'w> TableWriter<'w> {
             let base = self.y - ROW_H + BASELINE_RISE - k as f32 * LINE_STEP;
             self.move_to(left, base);
             let mut tj: TjLine<'_, '_> = self.text.tj(face, BODY_SIZE);
-            for (i, cell) in lines.iter().enumerate() {
-                let Some(text) = cell.get(k).filter(|t| !t.is_empty()) else {
+            for i in 0..cells {
+                let Some(text) = cell(i, k).filter(|t| !t.is_empty()) else {
                     continue;
                 };
                 self.used.add(text);

@@ -249,12 +249,13 @@ impl<'d> Totals<'d> {
         );
         for (i, col) in self.def.columns.iter().enumerate() {
             let value = row.get(i).unwrap_or(&Value::Null);
-            let (text, key) = cell(col, value, seps).map_err(|message| ReportError::Value {
-                row: self.row_no,
-                field: col.field.clone(),
-                message,
+            let key = cell(col, value, seps, &mut self.cells[i]).map_err(|message| {
+                ReportError::Value {
+                    row: self.row_no,
+                    field: col.field.clone(),
+                    message,
+                }
             })?;
-            self.cells[i] = text;
             self.keys[i] = key;
         }
         if let Some(g) = self.group_col
@@ -276,8 +277,17 @@ impl<'d> Totals<'d> {
                 self.grand[i].add(self.keys[i]);
             }
         }
-        let cells: Vec<&str> = self.cells.iter().map(String::as_str).collect();
-        writer.row(&cells).map_err(ReportError::Render)
+        let mut cells: [&str; 16] = [""; 16];
+        if self.cells.len() <= cells.len() {
+            for (slot, text) in cells.iter_mut().zip(&self.cells) {
+                *slot = text;
+            }
+            writer.row(&cells[..self.cells.len()])
+        } else {
+            let cells: Vec<&str> = self.cells.iter().map(String::as_str).collect();
+            writer.row(&cells)
+        }
+        .map_err(ReportError::Render)
     }
 
     /// The subtotal row of the group that just ended, if any.
@@ -330,33 +340,50 @@ impl<'d> Totals<'d> {
     }
 }
 
-/// A cell's text and its value for totals.
+/// A cell's text (written into `out`, which is cleared first) and its value for totals.
 fn cell(
     col: &ColumnDef,
     value: &Value,
     seps: (&str, &str),
-) -> Result<(String, Option<Key>), String> {
+    out: &mut String,
+) -> Result<Option<Key>, String> {
+    out.clear();
     if *value == Value::Null {
-        return Ok((String::new(), None));
+        return Ok(None);
     }
     match col.format {
-        Format::Text => Ok((plain_text(value), None)),
+        Format::Text => {
+            match value {
+                Value::Text(s) | Value::Numeric(s) => out.push_str(s),
+                other => out.push_str(&plain_text(other)),
+            }
+            Ok(None)
+        }
         Format::Integer => {
             let n = number(value).ok_or_else(|| not_a(value, "whole number"))?;
             if n % SCALE != 0 {
                 return Err(not_a(value, "whole number"));
             }
-            Ok((format_scaled(n, 0, seps), Some(Key::Number(n))))
+            push_scaled(out, n, 0, seps);
+            Ok(Some(Key::Number(n)))
         }
         Format::Decimal => {
             let n = number(value).ok_or_else(|| not_a(value, "number"))?;
-            Ok((format_scaled(n, col.decimals, seps), Some(Key::Number(n))))
+            push_scaled(out, n, col.decimals, seps);
+            Ok(Some(Key::Number(n)))
         }
         Format::Date => {
             let (y, m, d) = date(value).ok_or_else(|| not_a(value, "date (YYYY-MM-DD)"))?;
-            Ok((format!("{y:04}-{m:02}-{d:02}"), Some(Key::Date(y, m, d))))
+            push_date(out, y, m, d);
+            Ok(Some(Key::Date(y, m, d)))
         }
     }
+}
+
+fn push_date(out: &mut String, y: i32, m: u8, d: u8) {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{y:04}-{m:02}-{d:02}");
 }
 
 fn not_a(value: &Value, what: &str) -> String {
@@ -380,11 +407,12 @@ fn plain_text(value: &Value) -> String {
 fn number(value: &Value) -> Option<i128> {
     match value {
         Value::Int(i) => i128::from(*i).checked_mul(SCALE),
-        Value::Float(f) if f.is_finite() && f.abs() < 1e24 => {
-            // Through the shortest decimal text, so 0.1 counts as 0.1, not as the nearest
-            // binary fraction.
-            parse_decimal(&format!("{f}"))
+        // Below 2^53 / 10^12 the scaled product rounds to the value's shortest decimal (0.1
+        // counts as 0.1, not as the nearest binary fraction); larger ones go through text.
+        Value::Float(f) if f.is_finite() && f.abs() < 9_000.0 => {
+            Some((f * SCALE as f64).round() as i128)
         }
+        Value::Float(f) if f.is_finite() && f.abs() < 1e24 => parse_decimal(&format!("{f}")),
         Value::Numeric(s) | Value::Text(s) => parse_decimal(s.trim()),
         Value::Bool(b) => Some(i128::from(*b) * SCALE),
         _ => None,
@@ -409,11 +437,10 @@ fn parse_decimal(s: &str) -> Option<i128> {
     {
         return None;
     }
-    let all: String = format!("{int}{frac}");
-    // value = all × 10^(exp − frac.len()); we want value × 10^12.
+    // value = digits × 10^(exp − frac.len()); we want value × 10^12.
     let shift = i64::from(exp) - frac.len() as i64 + i64::from(SCALE_DIGITS);
     let mut n: i128 = 0;
-    for b in all.bytes() {
+    for b in int.bytes().chain(frac.bytes()) {
         n = n.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
     }
     if shift >= 0 {
@@ -437,23 +464,48 @@ fn round_div(n: i128, d: i128) -> i128 {
 }
 
 /// A scaled decimal with `decimals` places, the thousands separator and the decimal mark.
-fn format_scaled(n: i128, decimals: u8, (thousands, mark): (&str, &str)) -> String {
+fn format_scaled(n: i128, decimals: u8, seps: (&str, &str)) -> String {
+    let mut out = String::new();
+    push_scaled(&mut out, n, decimals, seps);
+    out
+}
+
+/// [`format_scaled`] into `out`, without allocating (it runs for every numeric cell).
+fn push_scaled(out: &mut String, n: i128, decimals: u8, (thousands, mark): (&str, &str)) {
     let decimals = u32::from(decimals.min(SCALE_DIGITS as u8));
     let rounded = round_div(n, 10i128.pow(SCALE_DIGITS - decimals));
-    let unit = 10i128.pow(decimals);
+    let unit = 10u128.pow(decimals);
     let abs = rounded.unsigned_abs();
-    let int = abs / unit.unsigned_abs();
-    let frac = abs % unit.unsigned_abs();
-    let mut out = String::new();
+    let mut int = abs / unit;
+    let frac = abs % unit;
     if rounded < 0 {
         out.push('-');
     }
-    out.push_str(&group_digits(&int.to_string(), thousands));
+    // Digits of the integer part, least significant first (u128 has at most 39).
+    let mut digits = [0u8; 40];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (int % 10) as u8;
+        len += 1;
+        int /= 10;
+        if int == 0 {
+            break;
+        }
+    }
+    for pos in (0..len).rev() {
+        out.push(char::from(digits[pos]));
+        if pos > 0 && pos % 3 == 0 {
+            out.push_str(thousands);
+        }
+    }
     if decimals > 0 {
         out.push_str(mark);
-        out.push_str(&format!("{frac:0width$}", width = decimals as usize));
+        let mut div = unit / 10;
+        while div > 0 {
+            out.push(char::from(b'0' + (frac / div % 10) as u8));
+            div /= 10;
+        }
     }
-    out
 }
 
 /// Digits with `sep` every three from the right.
@@ -625,7 +677,10 @@ mod tests {
             overflow: Overflow::Wrap,
         };
         let seps = (" ", ",");
-        let text = |col: &ColumnDef, v: Value| cell(col, &v, seps).map(|(t, _)| t);
+        let text = |col: &ColumnDef, v: Value| {
+            let mut out = String::new();
+            cell(col, &v, seps, &mut out).map(|_| out)
+        };
         assert_eq!(text(&col, Value::Int(1234567)), Ok("1 234 567".into()));
         assert_eq!(text(&col, Value::Numeric("12.00".into())), Ok("12".into()));
         assert!(text(&col, Value::Numeric("12.5".into())).is_err());

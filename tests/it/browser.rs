@@ -460,6 +460,10 @@ fn issue_3_product_flow_in_headless_chromium() {
     let title = "Browser – Ελληνικά – Кириллица";
     let rows = 3000u32;
     b.goto(&format!("{base}/"));
+    b.click("#report-ledger");
+    poll(&b, Duration::from_secs(30), "the ledger's form", || {
+        b.url().ends_with("/reports/ledger").then_some(())
+    });
     b.type_into("#title", title);
     b.type_into("#rows", &rows.to_string());
     b.click("#paper option[value=letter]");
@@ -633,7 +637,7 @@ fn issue_3_product_flow_in_headless_chromium() {
     // the way an old browser or a hand-made request would; the worker must answer in the form.
     let jobs_before = job_records(&srv.data);
     let kept = "Kept – Ελληνικά";
-    b.goto(&format!("{base}/"));
+    b.goto(&format!("{base}/reports/ledger"));
     b.type_into("#title", kept);
     b.type_into("#rows", "0");
     b.click("#paper option[value=letter]");
@@ -648,7 +652,7 @@ fn issue_3_product_flow_in_headless_chromium() {
     assert_eq!(blocked, json!(true), "the browser sees rows=0 as below min");
     b.click("button[type=submit]");
     let bad = poll(&b, Duration::from_secs(30), "the form page again", || {
-        b.url().ends_with("/generate").then(|| {
+        b.url().ends_with("/reports/ledger").then(|| {
             b.script(
                 "const r = document.getElementById('rows');
                  const e = document.getElementById('rows-error');
@@ -663,7 +667,7 @@ fn issue_3_product_flow_in_headless_chromium() {
         })?
     });
     let error = bad["error"].as_str().unwrap_or_default();
-    assert!(error.contains("rows from 1 to"), "rows error shown: {bad}");
+    assert!(error.contains("from 1 to"), "rows error shown: {bad}");
     assert_eq!(
         bad["next_to_rows"],
         json!(true),
@@ -681,4 +685,97 @@ fn issue_3_product_flow_in_headless_chromium() {
     );
     assert!(!srv.log().contains("panicked"), "worker log shows a panic");
     eprintln!("browser: all done after {:?}", started.elapsed());
+}
+
+/// Issue #7: the list → the grouped report → its generated form (a date and a choice) → the
+/// wait page → the download, whose text holds exactly the chosen rows and their subtotal.
+#[test]
+fn issue_7_a_grouped_report_from_the_generated_form_in_headless_chromium() {
+    let srv = TestServer::start(&[]);
+    let ng = Nginx::start(&[&srv.socket], &srv.data.join("files"), true);
+    let b = Browser::start();
+    let base = format!("http://127.0.0.1:{}", ng.port);
+    b.goto(&format!("{base}/"));
+    b.click("#report-sales-by-region");
+    poll(
+        &b,
+        Duration::from_secs(30),
+        "the grouped report's form",
+        || b.url().ends_with("/reports/sales-by-region").then_some(()),
+    );
+    let kinds = b
+        .script(
+            "return [document.getElementById('from').type, document.getElementById('to').type,
+                     document.getElementById('region').tagName];",
+        )
+        .expect("read the form");
+    assert_eq!(kinds, json!(["date", "date", "SELECT"]), "generated inputs");
+    // A date input takes its value in ISO form whatever the browser's locale shows.
+    b.script(
+        "for (const [id, v] of [['from', '2024-02-01'], ['to', '2024-02-10']]) {
+           const e = document.getElementById(id); e.value = v;
+           e.dispatchEvent(new Event('input', { bubbles: true }));
+         }",
+    )
+    .expect("fill the dates");
+    b.click("#region option[value=North]");
+    b.click("button[type=submit]");
+    let url = poll(&b, Duration::from_secs(30), "the job page", || {
+        let u = b.url();
+        u.contains("/jobs/").then_some(u)
+    });
+    let id = url.rsplit('/').next().unwrap_or_default().to_string();
+    poll(&b, Duration::from_secs(60), "the download link", || {
+        b.try_find("#download").ok().flatten()
+    });
+    b.click("#download");
+    let pdf = poll(&b, Duration::from_secs(60), "the PDF download", || {
+        finished_download(&b.downloads())
+    });
+    let got = std::fs::read(&pdf).expect("read the download");
+    let on_disk =
+        std::fs::read(srv.data.join("files").join(format!("{id}.pdf"))).expect("the worker's file");
+    assert!(got == on_disk, "the download is the worker's file");
+    let p = pdf.to_str().expect("utf-8 path");
+    run("qpdf", &["--check", p]);
+    let text = run("pdftotext", &["-layout", p, "-"]);
+    let db = crate::util::demo_reports().join("demo.sqlite");
+    let want_rows = run(
+        "sqlite3",
+        &[
+            db.to_str().expect("utf-8 path"),
+            "SELECT count(*) FROM sales WHERE region = 'North' AND day BETWEEN '2024-02-01' AND '2024-02-10'",
+        ],
+    );
+    let want_rows = want_rows.trim();
+    assert!(
+        text.contains("Sales 2024-02-01 to 2024-02-10"),
+        "title:\n{text}"
+    );
+    assert!(text.contains("Region: North"), "group heading:\n{text}");
+    assert!(
+        text.contains(&format!("Total North ({want_rows} rows)")),
+        "subtotal of {want_rows} rows:\n{text}"
+    );
+    for other in ["East", "South", "West"] {
+        assert!(
+            !text.contains(&format!("Region: {other}")),
+            "{other} must not appear:\n{text}"
+        );
+    }
+    let days: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("North "))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(
+        days.len().to_string(),
+        want_rows,
+        "one line per chosen row:\n{text}"
+    );
+    assert!(
+        days.iter()
+            .all(|d| ("2024-02-01"..="2024-02-10").contains(d)),
+        "every row in the range: {days:?}"
+    );
 }
