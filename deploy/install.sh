@@ -51,6 +51,16 @@ running=$(systemctl list-units --plain --no-legend --state=active 'pdfworker@*.s
 install -m 0755 "$bin" /usr/local/bin/pdfworker.new
 mv -f /usr/local/bin/pdfworker.new /usr/local/bin/pdfworker
 install -m 0644 deploy/pdfworker@.socket deploy/pdfworker@.service /etc/systemd/system/
+# Report definitions: the shipped examples on a first install only; afterwards the folder is
+# the site's own. The demo database is made once, readable by the workers.
+if [ ! -d /etc/pdfworker/reports ]; then
+    install -d -m 0755 /etc/pdfworker /etc/pdfworker/reports
+    install -m 0644 reports/*.toml /etc/pdfworker/reports/
+    /usr/local/bin/pdfworker demo-data --out /etc/pdfworker/reports/demo.sqlite
+    chmod 0644 /etc/pdfworker/reports/demo.sqlite
+fi
+/usr/local/bin/pdfworker check-config --reports-dir /etc/pdfworker/reports \
+    --data-dir /var/lib/pdfworker || echo "warning: check-config found problems (above)" >&2
 install -d -m 0755 /usr/local/share/doc/pdfworker
 [ -f README.md ] && install -m 0644 README.md /usr/local/share/doc/pdfworker/README.md
 systemctl daemon-reload

@@ -69,7 +69,9 @@ pub(crate) struct PdfFile<'w> {
     /// Object number of each page dictionary, in page order.
     pages: Vec<u32>,
     page_pt: (f32, f32),
-    deflate: Deflater,
+    deflate: Pages,
+    /// Pages handed to [`PdfFile::add_page`], written or still being compressed.
+    submitted: u32,
 }
 
 impl<'w> PdfFile<'w> {
@@ -86,7 +88,8 @@ impl<'w> PdfFile<'w> {
             offsets: vec![0; FIRST_FREE as usize],
             pages: Vec::new(),
             page_pt,
-            deflate: Deflater::new(CONTENT_LEVEL),
+            deflate: Pages::new(),
+            submitted: 0,
         };
         // The comment's high bytes mark the file as binary (§7.5.2).
         file.out.write_all(b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n")?;
@@ -95,7 +98,7 @@ impl<'w> PdfFile<'w> {
 
     /// Pages written so far.
     pub(crate) fn page_count(&self) -> u32 {
-        u32::try_from(self.pages.len()).unwrap_or(u32::MAX)
+        self.submitted
     }
 
     fn next_id(&mut self) -> u32 {
@@ -116,7 +119,14 @@ impl<'w> PdfFile<'w> {
     /// # Errors
     /// [`RenderError::Io`] if `out` fails, [`RenderError::Pdf`] if deflate does.
     pub(crate) fn add_page(&mut self, content: &[u8]) -> Result<(), RenderError> {
-        let packed = self.deflate.run(content)?;
+        self.submitted = self.submitted.saturating_add(1);
+        if let Some(packed) = self.deflate.submit(content)? {
+            self.write_page(&packed)?;
+        }
+        Ok(())
+    }
+
+    fn write_page(&mut self, packed: &[u8]) -> Result<(), RenderError> {
         let contents = self.next_id();
         let page = self.next_id();
         self.begin_object(contents)?;
@@ -125,7 +135,7 @@ impl<'w> PdfFile<'w> {
             "<</Length {}/Filter/FlateDecode>>\nstream\n",
             packed.len()
         )?;
-        self.out.write_all(&packed)?;
+        self.out.write_all(packed)?;
         self.out.write_all(b"\nendstream\nendobj\n")?;
         self.begin_object(page)?;
         write!(
@@ -150,6 +160,9 @@ impl<'w> PdfFile<'w> {
         total_content: &[u8],
         info: &Info,
     ) -> Result<(), RenderError> {
+        while let Some(packed) = self.deflate.next_done()? {
+            self.write_page(&packed)?;
+        }
         let (regular, bold) = self.write_fonts(fonts)?;
         self.write_resources(regular, bold)?;
         self.write_total(total_content)?;
@@ -497,6 +510,86 @@ fn text_string(out: &mut Vec<u8>, text: &str) {
             bytes.extend_from_slice(&unit.to_be_bytes());
         }
         hex_string(out, &bytes);
+    }
+}
+
+/// Pages compressed on a thread of their own, so the next page is drawn while the last one
+/// is deflated (deflate is a third of a render's time, issue #7). At most [`IN_FLIGHT`] pages
+/// wait, so memory stays bounded; pages come back in order. Without a thread (spawn failed)
+/// pages are compressed inline.
+struct Pages {
+    worker: Option<Worker>,
+    inline: Deflater,
+    waiting: usize,
+}
+
+struct Worker {
+    to: std::sync::mpsc::SyncSender<Vec<u8>>,
+    from: std::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
+}
+
+/// Pages handed to the compressor before the writer waits for the oldest.
+const IN_FLIGHT: usize = 3;
+
+impl Pages {
+    fn new() -> Pages {
+        let (to, inbox) = std::sync::mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
+        let (outbox, from) = std::sync::mpsc::sync_channel(IN_FLIGHT + 1);
+        let spawned = std::thread::Builder::new()
+            .name("deflate".into())
+            .spawn(move || {
+                let mut d = Deflater::new(CONTENT_LEVEL);
+                // Ends when the sender is dropped with the file.
+                for page in inbox {
+                    let packed = d.run(&page).map_err(|e| e.to_string());
+                    if outbox.send(packed).is_err() {
+                        break;
+                    }
+                }
+            });
+        let worker = match spawned {
+            Ok(_) => Some(Worker { to, from }),
+            Err(e) => {
+                log::debug!("pdf: no compressor thread ({e}); compressing inline");
+                None
+            }
+        };
+        Pages {
+            worker,
+            inline: Deflater::new(CONTENT_LEVEL),
+            waiting: 0,
+        }
+    }
+
+    /// Hands over a page; returns the oldest compressed page once the pipeline is full.
+    fn submit(&mut self, content: &[u8]) -> Result<Option<Vec<u8>>, RenderError> {
+        let Some(worker) = &self.worker else {
+            return self.inline.run(content).map(Some);
+        };
+        if worker.to.send(content.to_vec()).is_err() {
+            return Err(RenderError::Pdf("the compressor thread stopped".into()));
+        }
+        self.waiting += 1;
+        if self.waiting > IN_FLIGHT {
+            return self.next_done();
+        }
+        Ok(None)
+    }
+
+    /// The oldest page still being compressed, waiting for it; `None` when none is left.
+    fn next_done(&mut self) -> Result<Option<Vec<u8>>, RenderError> {
+        let Some(worker) = &self.worker else {
+            return Ok(None);
+        };
+        if self.waiting == 0 {
+            return Ok(None);
+        }
+        self.waiting -= 1;
+        match worker.from.recv() {
+            Ok(Ok(packed)) => Ok(Some(packed)),
+            Ok(Err(e)) => Err(RenderError::Pdf(e)),
+            Err(_) => Err(RenderError::Pdf("the compressor thread stopped".into())),
+        }
     }
 }
 
