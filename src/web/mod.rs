@@ -261,11 +261,25 @@ impl fastcgi::Handler for App {
                 let _ = send(reply, response).await;
             }
             Outcome::Form(def) => {
+                let def = match self.current(def).await {
+                    Ok(def) => def,
+                    Err(e) => {
+                        let _ = send(e.reply(), response).await;
+                        return;
+                    }
+                };
                 let options = self.choice_options(&def).await;
                 let page = form_page(&def, &[], &options);
                 let _ = send(Reply::html(200, &page), response).await;
             }
             Outcome::Submit(def, fields) => {
+                let def = match self.current(def).await {
+                    Ok(def) => def,
+                    Err(e) => {
+                        let _ = send(e.reply(), response).await;
+                        return;
+                    }
+                };
                 let options = self.choice_options(&def).await;
                 let (request, form) = match validate(&def, &fields, &options) {
                     Ok(ok) => ok,
@@ -373,6 +387,28 @@ impl App {
                     description: d.description.clone(),
                 })
                 .collect(),
+        }
+    }
+
+    /// The report as its file says now: an edit applies to the next form and job at once
+    /// (the job records this version's digest, which the render checks again). Read on a
+    /// blocking thread; the version loaded at start-up stands in if the file cannot be read
+    /// in time.
+    async fn current(&self, loaded: Arc<Definition>) -> Result<Arc<Definition>, AppError> {
+        let catalog = Arc::clone(&self.catalog);
+        let id = loaded.id.clone();
+        let ctx = crate::reports::definition::ParseContext::default();
+        let read = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::task::spawn_blocking(move || catalog.reload_one(&id, &ctx)),
+        )
+        .await;
+        match read {
+            Ok(Ok(Ok(Some(def)))) if def.hash == loaded.hash => Ok(loaded),
+            Ok(Ok(Ok(Some(def)))) => Ok(Arc::new(def)),
+            Ok(Ok(Ok(None))) => Err(AppError::NotFound),
+            Ok(Ok(Err(e))) => Err(AppError::Internal(format!("report definition: {e}"))),
+            _ => Ok(loaded),
         }
     }
 
