@@ -175,7 +175,7 @@ fn push_grouped(out: &mut String, n: u64) {
 ///
 /// Howard Hinnant's `civil_from_days` algorithm (public domain, "chrono-Compatible Low-Level
 /// Date Algorithms"), in i64 so any u32 row index stays in range.
-pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use data::{Row, format_amount, sample_row, sample_total_cents};
+pub use data::{Row, civil_from_days, format_amount, sample_row, sample_total_cents};
 pub use layout::rows_per_page;
 pub use table::TableWriter;
 

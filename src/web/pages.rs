@@ -159,7 +159,7 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
-/// `2026-11-30 02:36:37 UTC`, from the civil-from-days algorithm (no date crate needed).
+/// `2026-11-30 02:36:37 UTC`.
 pub fn utc_datetime(t: SystemTime) -> String {
     let secs = t
         .duration_since(UNIX_EPOCH)
@@ -167,7 +167,7 @@ pub fn utc_datetime(t: SystemTime) -> String {
         .unwrap_or(0);
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = crate::pdf::civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
         rem / 3600,
@@ -176,18 +176,6 @@ pub fn utc_datetime(t: SystemTime) -> String {
     )
 }
 
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
 
 #[cfg(test)]
 mod tests {

@@ -332,16 +332,9 @@ fn numeric(raw: &[u8]) -> Result<String, String> {
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
 fn civil(days: i64) -> (i64, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let (year, month, day) = crate::pdf::civil_from_days(days);
+    // Month 1..=12 and day 1..=31 by construction.
+    (year, month as u8, day as u8)
 }
 
 /// Days from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
