@@ -1437,14 +1437,35 @@ fn cross_check(doc: &Doc<'_>, def: &Definition, at: &Located<'_>) -> Result<(), 
             },
         ));
     }
-    let used = check_sql(doc, "[source]", "query", at.query, &declared)?;
+    let used = check_sql(
+        doc,
+        "[source]",
+        "query",
+        at.query,
+        &declared,
+        def.source.kind,
+    )?;
     if let Some(count) = at.count_query {
-        check_sql(doc, "[source]", "count_query", count, &declared)?;
+        check_sql(
+            doc,
+            "[source]",
+            "count_query",
+            count,
+            &declared,
+            def.source.kind,
+        )?;
     }
     for (name, options_query) in &at.params {
         let context = format!("param \"{}\"", name.value);
         if let Some(query) = options_query {
-            check_sql(doc, &context, "options_query", *query, &declared)?;
+            check_sql(
+                doc,
+                &context,
+                "options_query",
+                *query,
+                &declared,
+                def.source.kind,
+            )?;
         }
         if !used.contains(name.value) && !in_title.contains(name.value) {
             return Err(doc.error(
@@ -1466,8 +1487,13 @@ fn check_sql(
     key: &'static str,
     sql_text: Str<'_>,
     declared: &BTreeSet<&str>,
+    def_kind: SourceKind,
 ) -> Result<BTreeSet<String>, DefinitionError> {
-    let found = sql::placeholders(sql_text.value).map_err(|error| {
+    let dialect = match def_kind {
+        SourceKind::Mysql => sql::Dialect::Mysql,
+        SourceKind::Sqlite | SourceKind::Postgres => sql::Dialect::Standard,
+    };
+    let found = sql::placeholders_in(sql_text.value, dialect).map_err(|error| {
         let offset = match &error {
             SqlError::UnterminatedString { offset } | SqlError::UnterminatedComment { offset } => {
                 *offset

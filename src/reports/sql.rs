@@ -55,12 +55,32 @@ impl std::error::Error for SqlError {}
 ///
 /// [`SqlError`] when a string, quoted identifier or block comment is never closed.
 pub fn placeholders(query: &str) -> Result<Vec<Placeholder>, SqlError> {
+    placeholders_in(query, Dialect::Standard)
+}
+
+/// How string literals are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQL's rule (SQLite, PostgreSQL): only a doubled quote escapes a quote.
+    Standard,
+    /// MySQL/MariaDB's default mode: a backslash also escapes the next character, so
+    /// `'it\'s :x'` is one string.
+    Mysql,
+}
+
+/// [`placeholders`] for a dialect.
+///
+/// # Errors
+///
+/// As [`placeholders`].
+pub fn placeholders_in(query: &str, dialect: Dialect) -> Result<Vec<Placeholder>, SqlError> {
     let bytes = query.as_bytes();
     let mut found = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         i = match bytes[i] {
-            quote @ (b'\'' | b'"' | b'`') => skip_quoted(bytes, i, quote)?,
+            quote @ (b'\'' | b'"') => skip_quoted(bytes, i, quote, dialect == Dialect::Mysql)?,
+            b'`' => skip_quoted(bytes, i, b'`', false)?,
             b'-' if bytes.get(i + 1) == Some(&b'-') => skip_line_comment(bytes, i),
             b'/' if bytes.get(i + 1) == Some(&b'*') => skip_block_comment(bytes, i)?,
             b'$' if !(i > 0 && is_ident_byte(bytes[i - 1])) => skip_dollar_quoted(query, i)?,
@@ -90,7 +110,20 @@ pub fn translate(
     query: &str,
     replace: &mut dyn FnMut(usize, &str) -> String,
 ) -> Result<(String, Vec<String>), SqlError> {
-    let found = placeholders(query)?;
+    translate_in(query, Dialect::Standard, replace)
+}
+
+/// [`translate`] for a dialect.
+///
+/// # Errors
+///
+/// As [`placeholders`].
+pub fn translate_in(
+    query: &str,
+    dialect: Dialect,
+    replace: &mut dyn FnMut(usize, &str) -> String,
+) -> Result<(String, Vec<String>), SqlError> {
+    let found = placeholders_in(query, dialect)?;
     let mut out = String::with_capacity(query.len());
     let mut names = Vec::with_capacity(found.len());
     let mut copied = 0;
@@ -124,12 +157,14 @@ fn name_end(bytes: &[u8], start: usize) -> usize {
     end
 }
 
-/// Past the closing `quote` of a quoted run starting at `start`; a doubled quote is an escape.
-fn skip_quoted(bytes: &[u8], start: usize, quote: u8) -> Result<usize, SqlError> {
+/// Past the closing `quote` of a quoted run starting at `start`; a doubled quote is an escape,
+/// and so is a backslash when `backslash` is set.
+fn skip_quoted(bytes: &[u8], start: usize, quote: u8, backslash: bool) -> Result<usize, SqlError> {
     let mut i = start + 1;
     loop {
         match bytes.get(i) {
             None => return Err(SqlError::UnterminatedString { offset: start }),
+            Some(b'\\') if backslash => i += 2,
             Some(b) if *b == quote => {
                 if bytes.get(i + 1) == Some(&quote) {
                     i += 2;
@@ -187,6 +222,22 @@ mod tests {
             .into_iter()
             .map(|p| (p.name, p.offset))
             .collect()
+    }
+
+    #[test]
+    fn mysql_strings_take_backslash_escapes() {
+        let q = "where x = 'it\\'s :x' and y = :y";
+        let mysql: Vec<String> = placeholders_in(q, Dialect::Mysql)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(mysql, vec!["y".to_string()]);
+        // The same text is an unterminated string in standard SQL, and the other way round.
+        assert!(placeholders(q).is_err());
+        let q = "where x = 'a\\' and y = :y";
+        assert_eq!(placeholders(q).map(|p| p.len()), Ok(1));
+        assert!(placeholders_in(q, Dialect::Mysql).is_err());
     }
 
     #[test]

@@ -176,7 +176,6 @@ pub fn utc_datetime(t: SystemTime) -> String {
     )
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -241,12 +241,15 @@ fn resolve(available: &[String], wanted: Columns<'_>) -> Result<Vec<usize>, Sour
 /// for each position.
 fn translate<'b>(
     query: &str,
+    dialect: sql::Dialect,
     bindings: &'b [Binding],
     marker: &dyn Fn(usize, Option<&Binding>) -> String,
 ) -> Result<(String, Vec<&'b Binding>), SourceError> {
     let find = |name: &str| bindings.iter().find(|b| b.name == name);
-    let (sql, names) = sql::translate(query, &mut |position, name| marker(position, find(name)))
-        .map_err(|e| SourceError::Query(e.to_string()))?;
+    let (sql, names) = sql::translate_in(query, dialect, &mut |position, name| {
+        marker(position, find(name))
+    })
+    .map_err(|e| SourceError::Query(e.to_string()))?;
     let bound = names
         .iter()
         .map(|name| {

@@ -83,7 +83,12 @@ fn run_on(
     columns: Columns<'_>,
     on_row: &mut dyn FnMut(&[Value]) -> ControlFlow<()>,
 ) -> Result<u64, SourceError> {
-    let (sql, bound) = translate(query, bindings, &|_, _| "?".to_owned())?;
+    let (sql, bound) = translate(
+        query,
+        crate::reports::sql::Dialect::Mysql,
+        bindings,
+        &|_, _| "?".to_owned(),
+    )?;
     let stmt = conn.prep(&sql).map_err(|e| error(&e, limit))?;
     if usize::from(stmt.num_params()) != bound.len() {
         return Err(SourceError::Query(format!(

@@ -58,10 +58,15 @@ fn run_on(
 ) -> Result<u64, SourceError> {
     let limit = source.timeout;
     let fail = |e: ::postgres::Error| error(&e, limit);
-    let (sql, bound) = translate(query, bindings, &|position, binding| {
-        let kind = binding.map_or(ParamType::Text, |b| b.kind);
-        format!("CAST(${position} AS {})", cast_type(kind))
-    })?;
+    let (sql, bound) = translate(
+        query,
+        crate::reports::sql::Dialect::Standard,
+        bindings,
+        &|position, binding| {
+            let kind = binding.map_or(ParamType::Text, |b| b.kind);
+            format!("CAST(${position} AS {})", cast_type(kind))
+        },
+    )?;
     let mut txn = client
         .build_transaction()
         .read_only(true)

@@ -134,7 +134,12 @@ pub(super) fn run(
             "an SQLite source needs a file path, not a URL".to_owned(),
         ));
     };
-    let (sql, bound) = translate(query, bindings, &|_, _| "?".to_owned())?;
+    let (sql, bound) = translate(
+        query,
+        crate::reports::sql::Dialect::Standard,
+        bindings,
+        &|_, _| "?".to_owned(),
+    )?;
     let mut conn = open(path, source.timeout)?;
     let mut budget = Budget::install(&mut conn, source.timeout)?;
     let mut stmt = budget.step(|| conn.prepare(&sql))?;
