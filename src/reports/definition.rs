@@ -200,6 +200,11 @@ impl Problem {
             Problem::BadSql { key, error } => {
                 write!(f, "{key} is not SQL that can be read: {error}")
             }
+            Problem::UnknownPlaceholder { name, key } if *key == "options_query" => write!(
+                f,
+                "options_query uses :{name}, but an options query runs before any value is \
+                 chosen and takes no parameters"
+            ),
             Problem::UnknownPlaceholder { name, key } => {
                 write!(f, "{key} uses :{name} but no [[param]] is named \"{name}\"")
             }
@@ -1458,12 +1463,14 @@ fn cross_check(doc: &Doc<'_>, def: &Definition, at: &Located<'_>) -> Result<(), 
     for (name, options_query) in &at.params {
         let context = format!("param \"{}\"", name.value);
         if let Some(query) = options_query {
+            // Options are listed before any value is chosen: no placeholders at all.
+            let none = BTreeSet::new();
             check_sql(
                 doc,
                 &context,
                 "options_query",
                 *query,
-                &declared,
+                &none,
                 def.source.kind,
             )?;
         }
@@ -1600,6 +1607,12 @@ mod tests {
                 9,
                 53,
                 "param \"region\": options_query uses :kind",
+            ),
+            (
+                "placeholder-in-options-query",
+                12,
+                53,
+                "takes no parameters",
             ),
             (
                 "unused-param",

@@ -357,7 +357,8 @@ fn cell(
                 Value::Text(s) | Value::Numeric(s) => out.push_str(s),
                 other => out.push_str(&plain_text(other)),
             }
-            Ok(None)
+            // Not NULL, so `count` (the only total a text column may have) counts it.
+            Ok(Some(Key::Number(0)))
         }
         Format::Integer => {
             let n = number(value).ok_or_else(|| not_a(value, "whole number"))?;
