@@ -226,7 +226,12 @@ fn check_config(cfg: &ServeConfig) -> Result<(), String> {
                         def.id,
                         def.source.kind.as_str()
                     ),
-                    Err(e) => problems.push(format!("{}: {e}", def.path.display())),
+                    Err(e) => problems.push(format!(
+                        "{}:{}:{}: [source]: {e}",
+                        def.path.display(),
+                        def.database_at.0,
+                        def.database_at.1
+                    )),
                 }
             }
         }

@@ -417,7 +417,10 @@ impl<'w> TableWriter<'w> {
             let total_row = matches!(kind, Kind::Subtotal | Kind::Total);
             // Column headings never wrap: a long one ends with "…". A total's figures are
             // never cut: they may run on into the empty cells to their left.
-            let lines = if total_row && i > 0 {
+            // Figures (right-aligned or centred cells that do not wrap, and every total) are
+            // never cut: one that is too wide is drawn smaller (see `draw_with`).
+            let figure = !col.wrap && col.align != Align::Left && kind != Kind::Columns;
+            let lines = if (total_row && i > 0) || figure {
                 vec![text.replace('\n', " ")]
             } else if total_row {
                 let limit = self.label_limit(face, cells, right);
@@ -429,15 +432,13 @@ impl<'w> TableWriter<'w> {
                 )]
             } else if col.wrap && kind != Kind::Columns {
                 layout::wrap_lines(face, &text, BODY_SIZE, width, MAX_LINES)
-            } else if text.contains('\n') {
+            } else {
                 vec![layout::ellipsize(
                     face,
                     &text.replace('\n', " "),
                     BODY_SIZE,
                     width,
                 )]
-            } else {
-                vec![layout::ellipsize(face, &text, BODY_SIZE, width)]
             };
             out.push(lines);
             if spans_table {
@@ -456,7 +457,10 @@ impl<'w> TableWriter<'w> {
             .zip(cells)
             .skip(1)
             .find(|(_, text)| !text.is_empty())
-            .map(|(col, text)| col.right - PAD - face.width(text, BODY_SIZE));
+            .map(|(col, text)| {
+                let room = col.right - col.left - 2.0 * PAD;
+                col.right - PAD - face.width(text, BODY_SIZE).min(room)
+            });
         let right = figure_left.map_or(right, |x| x.min(right));
         (right - first - 2.0 * PAD).max(1.0)
     }
@@ -521,6 +525,7 @@ impl<'w> TableWriter<'w> {
         self.set_font(bold, BODY_SIZE);
         let fonts = Arc::clone(&self.fonts);
         let face = if bold { &fonts.bold } else { &fonts.regular };
+        let mut smaller: Vec<(usize, &str)> = Vec::new();
         for k in 0..n {
             let base = self.y - ROW_H + BASELINE_RISE - k as f32 * LINE_STEP;
             self.move_to(left, base);
@@ -532,11 +537,12 @@ impl<'w> TableWriter<'w> {
                 self.used.add(text);
                 let Some(col) = self.cols.get(i) else { break };
                 let label = i == 0 && matches!(kind, Kind::Subtotal | Kind::Total);
-                let align = if kind == Kind::Group || label {
-                    Align::Left
-                } else {
-                    col.align
-                };
+                let spans = kind == Kind::Group || label;
+                if !spans && face.width(text, BODY_SIZE) > col.right - col.left - 2.0 * PAD {
+                    smaller.push((i, text));
+                    continue;
+                }
+                let align = if spans { Align::Left } else { col.align };
                 match align {
                     Align::Left => tj.left(col.left + PAD - left, text),
                     Align::Right => tj.right(col.right - PAD - left, text),
@@ -544,8 +550,33 @@ impl<'w> TableWriter<'w> {
                 }
             }
             tj.end();
+            for (i, text) in smaller.drain(..) {
+                self.draw_shrunk(face, bold, i, text, base);
+            }
         }
         self.y -= h;
+    }
+
+    /// A figure too wide for its column at the body size, set smaller to fit whole (down to
+    /// 4 pt; past that it is cut with "…").
+    fn draw_shrunk(&mut self, face: &Face, bold: bool, i: usize, text: &str, base: f32) {
+        let Some(col) = self.cols.get(i) else { return };
+        let room = (col.right - col.left - 2.0 * PAD).max(1.0);
+        let natural = face.width(text, BODY_SIZE).max(f32::MIN_POSITIVE);
+        // A hair under the exact ratio, so rounding cannot push it past the room.
+        let size = (BODY_SIZE * room / natural * 0.99).clamp(4.0, BODY_SIZE);
+        let text = layout::ellipsize(face, text, size, room);
+        self.used.add(&text);
+        let w = face.width(&text, size);
+        let x = match col.align {
+            Align::Right => col.right - PAD - w,
+            Align::Center => (col.left + col.right - w) / 2.0,
+            Align::Left => col.left + PAD,
+        };
+        self.set_font(bold, size);
+        self.move_to(x, base);
+        self.text.show(face, &text);
+        self.set_font(bold, BODY_SIZE);
     }
 
     fn rect(&mut self, grey: f32, x: f32, y: f32, w: f32, h: f32) {

@@ -730,6 +730,7 @@ fn build(top: &Table<'_, '_>, id: String) -> Result<Definition, DefinitionError>
     let group_by = top.string("group_by")?;
     let (thousands_separator, decimal_mark) = number_marks(top)?;
     let (source, query, count_query) = parse_source(top)?;
+    let database_at = source_location(top);
     let (params, param_spans) = parse_params(top, paper_choice, orientation_choice)?;
     let columns = parse_columns(top)?;
     let fonts = parse_fonts(top)?;
@@ -747,6 +748,7 @@ fn build(top: &Table<'_, '_>, id: String) -> Result<Definition, DefinitionError>
         thousands_separator,
         decimal_mark,
         source,
+        database_at,
         params,
         columns,
         fonts,
@@ -803,6 +805,20 @@ fn number_marks(top: &Table<'_, '_>) -> Result<(String, String), DefinitionError
 }
 
 type SourceParts<'a> = (SourceDef, Str<'a>, Option<Str<'a>>);
+
+/// Line and column of `[source]`'s `database` (or `url_env`) value, for messages about the
+/// connection (`check-config`).
+fn source_location(top: &Table<'_, '_>) -> (usize, usize) {
+    let at = top
+        .value("source")
+        .and_then(|v| Table::of(top, "source", v, "[source]").ok())
+        .and_then(|t| {
+            let database = t.string("database").ok().flatten();
+            database.or_else(|| t.string("url_env").ok().flatten())
+        })
+        .map_or(0, |s| s.start);
+    line_column(top.doc.text, at)
+}
 
 fn parse_source<'a>(top: &Table<'a, '_>) -> Result<SourceParts<'a>, DefinitionError> {
     let value = top.value("source").ok_or_else(|| top.missing("[source]"))?;

@@ -51,6 +51,8 @@ pub struct Definition {
     pub thousands_separator: String,
     pub decimal_mark: String,
     pub source: SourceDef,
+    /// Line and column of the source's `database`/`url_env` value in the file.
+    pub database_at: (usize, usize),
     pub params: Vec<ParamDef>,
     pub columns: Vec<ColumnDef>,
     /// Own fonts (TTF/OTF paths, resolved against the report file's folder); `None` = DejaVu.

@@ -168,7 +168,8 @@ fn table_spec(job: &Job<'_>) -> TableSpec {
                     Align::Center => pdf::Align::Center,
                 },
                 width: c.width,
-                wrap: c.overflow == Overflow::Wrap,
+                // Numbers and dates never wrap: a figure too wide is set smaller instead.
+                wrap: c.overflow == Overflow::Wrap && c.format == Format::Text,
             })
             .collect(),
         generated_at: job.generated_at,

@@ -7,5 +7,6 @@ mod jobs;
 mod listen;
 mod nginx;
 mod protocol;
+mod reports;
 mod sources;
 mod util;

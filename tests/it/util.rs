@@ -89,10 +89,16 @@ pub struct TestServer {
     child: Option<Child>,
     args: Vec<String>,
     listen: String,
+    env: Vec<(String, String)>,
 }
 
 impl TestServer {
     pub fn start(extra: &[&str]) -> TestServer {
+        TestServer::start_with_env(extra, &[])
+    }
+
+    /// [`TestServer::start`] with these environment variables set for the process.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> TestServer {
         let dir = TempDir::new("worker");
         let socket = dir.0.join("w.sock");
         let data = dir.0.join("data");
@@ -115,6 +121,10 @@ impl TestServer {
             child: None,
             args,
             listen,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.spawn();
         s
@@ -138,6 +148,7 @@ impl TestServer {
             .arg("--reports-dir")
             .arg(demo_reports())
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "debug".into()),
