@@ -89,8 +89,8 @@ impl SourceKind {
     }
 }
 
-/// Where the database is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where the database is. Its `Debug` form never shows a URL (it may hold a password).
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseRef {
     /// SQLite: a file, already resolved against the report file's folder.
     Path(PathBuf),
@@ -99,6 +99,16 @@ pub enum DatabaseRef {
     /// PostgreSQL / MySQL: the name of an environment variable holding the URL, read when a
     /// connection is opened.
     UrlEnv(String),
+}
+
+impl std::fmt::Debug for DatabaseRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseRef::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            DatabaseRef::Url(_) => f.write_str("Url(<redacted>)"),
+            DatabaseRef::UrlEnv(name) => f.debug_tuple("UrlEnv").field(name).finish(),
+        }
+    }
 }
 
 /// `[[param]]`.
@@ -182,4 +192,21 @@ pub enum Overflow {
 pub struct FontsDef {
     pub regular: PathBuf,
     pub bold: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DatabaseRef;
+
+    #[test]
+    fn a_database_url_never_shows_in_debug_output() {
+        let url = DatabaseRef::Url("postgresql://reports:s3cret@db/sales".into());
+        let shown = format!("{url:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("db/sales"),
+            "{shown}"
+        );
+        let env = format!("{:?}", DatabaseRef::UrlEnv("SALES_URL".into()));
+        assert!(env.contains("SALES_URL"), "{env}");
+    }
 }
