@@ -1,9 +1,17 @@
-//! Command-line flags and environment variables. Every setting has an embedded default, so
-//! `pdfworker serve` runs with no configuration file; a flag beats its `PDFWORKER_*` variable.
-//! Depends on std and the plain config structs of `fastcgi` and `jobs`.
+//! Command-line flags and environment variables, declared once with clap: each flag's name,
+//! `PDFWORKER_*` variable, default, bounds and help sit together on its field (issue #8).
+//! Every setting has an embedded default, so `pdfworker serve` runs with no configuration
+//! file; a flag beats its variable beats the default. Defaults that the runner and the FastCGI
+//! layer also use are read from their `Default` impls, so each value is written in one place.
+//! Depends on std, clap and the plain config structs of `fastcgi` and `jobs`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
+
+use clap::builder::RangedU64ValueParser;
+use clap::{Args, Parser, Subcommand};
 
 use crate::fastcgi::{self, ListenAddr};
 use crate::jobs::RunnerConfig;
@@ -21,8 +29,6 @@ pub enum Command {
         out: PathBuf,
         rows: u32,
     },
-    Help,
-    Version,
 }
 
 /// `pdfworker serve`.
@@ -56,382 +62,568 @@ pub struct RenderArgs {
     pub max_pages: u32,
 }
 
-pub const USAGE: &str = "\
-pdfworker — a FastCGI responder that answers at once and renders PDFs in the background
-
-USAGE:
-    pdfworker serve [OPTIONS]
-    pdfworker check-config [OPTIONS]      check the settings, the report definitions and their
-                                          sources as `serve` would read them; exit 0 or 1
-    pdfworker render --report ID [--param NAME=VALUE]... [--paper a4|letter]
-                     [--orientation portrait|landscape] [--reports-dir DIR] [--max-pages N] --out FILE
-                     (--title T --rows N are the demo report's params)
-    pdfworker demo-data --out FILE [--rows N]   the demo database (reports/demo.sqlite)
-    pdfworker --help | --version
-
-SERVE OPTIONS (flag / environment variable / default):
-    --listen ADDR              PDFWORKER_LISTEN             unix:var/run/pdfworker.sock
-                               (unix:PATH or tcp:HOST:PORT; a socket passed by systemd wins)
-    --socket-mode OCTAL        PDFWORKER_SOCKET_MODE        0660
-    --data-dir DIR             PDFWORKER_DATA_DIR           var/data
-    --render-slots N           PDFWORKER_RENDER_SLOTS       number of CPU cores
-    --queue-limit N            PDFWORKER_QUEUE_LIMIT        64
-    --reports-dir DIR          PDFWORKER_REPORTS_DIR        reports
-    --max-pages N              PDFWORKER_MAX_PAGES          100000
-    --memory-budget-mb N       PDFWORKER_MEMORY_BUDGET_MB   512
-    --render-timeout-secs N    PDFWORKER_RENDER_TIMEOUT_SECS 1800
-    --retention-hours N        PDFWORKER_RETENTION_HOURS    24
-    --max-conns N              PDFWORKER_MAX_CONNS          1024
-    --max-body-bytes N         PDFWORKER_MAX_BODY_BYTES     1048576
-    --read-timeout-secs N      PDFWORKER_READ_TIMEOUT_SECS  10
-    --request-timeout-secs N   PDFWORKER_REQUEST_TIMEOUT_SECS 60
-    --idle-timeout-secs N      PDFWORKER_IDLE_TIMEOUT_SECS  75
-    --shutdown-grace-secs N    PDFWORKER_SHUTDOWN_GRACE_SECS 20
-    --threads N                PDFWORKER_THREADS            1 (request threads; renders have their own)
-
-Logging: RUST_LOG (default: info).
-";
-
-/// Parses the process arguments (without the program name) and `PDFWORKER_*` variables.
+/// Parses the process arguments and `PDFWORKER_*` variables.
 ///
 /// # Errors
-/// A message for the user naming the flag or value that is wrong.
-pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
-    parse_with_env(args, |name| std::env::var(name).ok())
+/// clap's error: a message naming the flag or value that is wrong, or the help or version
+/// text that was asked for; [`clap::Error::exit`] prints it and exits with the right code.
+pub fn parse() -> Result<Command, clap::Error> {
+    parse_from(std::env::args_os())
 }
 
-/// [`parse`] with the environment supplied by the caller (for tests).
+/// [`parse`] of the given arguments, the program name first (variables still come from the
+/// process environment: clap reads them itself).
 ///
 /// # Errors
 /// As [`parse`].
-pub fn parse_with_env<I, E>(args: I, env: E) -> Result<Command, String>
+pub fn parse_from<I, T>(args: I) -> Result<Command, clap::Error>
 where
-    I: IntoIterator<Item = String>,
-    E: Fn(&str) -> Option<String>,
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
 {
-    let mut args = args.into_iter();
-    let Some(cmd) = args.next() else {
-        return Ok(Command::Help);
-    };
-    let rest: Vec<String> = args.collect();
-    let flags = Flags::parse(&rest)?;
-    match cmd.as_str() {
-        "serve" => serve(&flags, &env).map(|c| Command::Serve(Box::new(c))),
-        "check-config" => serve(&flags, &env).map(|c| Command::CheckConfig(Box::new(c))),
-        "render" => render(&flags, &env).map(Command::Render),
-        "demo-data" => demo_data(&flags),
-        "-h" | "--help" | "help" => Ok(Command::Help),
-        "-V" | "--version" | "version" => Ok(Command::Version),
-        other => Err(format!("unknown command {other:?}; try `pdfworker --help`")),
-    }
+    Ok(match Cli::try_parse_from(args)?.command {
+        Sub::Serve(flags) => Command::Serve(Box::new(flags.into())),
+        Sub::CheckConfig(flags) => Command::CheckConfig(Box::new(flags.into())),
+        Sub::Render(flags) => Command::Render(flags.into()),
+        Sub::DemoData(flags) => Command::DemoData {
+            out: flags.out,
+            rows: flags.rows,
+        },
+    })
 }
 
-struct Flags(Vec<(String, String)>);
+/// The runner's and the FastCGI layer's own defaults, the source of the flags' defaults.
+static RUNNER: LazyLock<RunnerConfig> = LazyLock::new(RunnerConfig::default);
+static FASTCGI: LazyLock<fastcgi::Config> = LazyLock::new(fastcgi::Config::default);
 
-impl Flags {
-    fn parse(args: &[String]) -> Result<Flags, String> {
-        let mut out = Vec::new();
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let Some(name) = arg.strip_prefix("--") else {
-                return Err(format!("unexpected argument {arg:?}"));
-            };
-            let (name, value) = match name.split_once('=') {
-                Some((n, v)) => (n.to_string(), v.to_string()),
-                None => {
-                    let v = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
-                    (name.to_string(), v.clone())
-                }
-            };
-            out.push((name, value));
-        }
-        Ok(Flags(out))
-    }
+const MIB: u64 = 1024 * 1024;
 
-    /// Every value of a flag that may repeat, in order.
-    fn get_all(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.0
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn check_known(&self, known: &[&str]) -> Result<(), String> {
-        match self.0.iter().find(|(n, _)| !known.contains(&n.as_str())) {
-            Some((n, _)) => Err(format!("unknown option --{n}; try `pdfworker --help`")),
-            None => Ok(()),
-        }
-    }
+/// pdfworker — a FastCGI responder that answers at once and renders PDFs in the background.
+///
+/// Logging: RUST_LOG (default: info).
+#[derive(Parser, Debug)]
+#[command(
+    name = "pdfworker",
+    version,
+    arg_required_else_help = true,
+    args_override_self = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Sub,
 }
 
-/// A setting from its flag, else its environment variable, parsed; `None` when neither is set.
-fn setting<T, E>(flags: &Flags, env: &E, name: &str) -> Result<Option<T>, String>
-where
-    T: std::str::FromStr,
-    E: Fn(&str) -> Option<String>,
-{
-    let var = format!("PDFWORKER_{}", name.to_uppercase().replace('-', "_"));
-    let raw = match flags.get(name) {
-        Some(v) => Some((format!("--{name}"), v.to_string())),
-        None => env(&var).map(|v| (var, v)),
-    };
-    match raw {
-        None => Ok(None),
-        Some((from, v)) => v
-            .trim()
-            .parse::<T>()
-            .map(Some)
-            .map_err(|_| format!("{from}: {v:?} is not a valid value")),
-    }
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Serve FastCGI: answer requests at once, render the PDFs they ask for in the background.
+    Serve(ServeFlags),
+    /// Check the settings, the report definitions and their sources as `serve` would read
+    /// them; exit 0, or 1 with each problem as `file:line:column: what is wrong`.
+    CheckConfig(ServeFlags),
+    /// Render one report to a file, offline: the same document the service makes.
+    Render(RenderFlags),
+    /// Write the demo database the shipped reports read (reports/demo.sqlite).
+    DemoData(DemoDataFlags),
 }
 
-const SERVE_FLAGS: &[&str] = &[
-    "listen",
-    "socket-mode",
-    "data-dir",
-    "render-slots",
-    "queue-limit",
-    "reports-dir",
-    "max-pages",
-    "memory-budget-mb",
-    "render-timeout-secs",
-    "retention-hours",
-    "max-conns",
-    "max-body-bytes",
-    "read-timeout-secs",
-    "request-timeout-secs",
-    "idle-timeout-secs",
-    "shutdown-grace-secs",
-    "threads",
-];
+/// The flags of `serve` and `check-config`, in the order `--help` lists them.
+#[derive(Args, Debug)]
+struct ServeFlags {
+    /// unix:PATH or tcp:HOST:PORT; a socket passed by systemd (LISTEN_FDS) wins
+    #[arg(
+        long,
+        env = "PDFWORKER_LISTEN",
+        value_name = "ADDR",
+        default_value = "unix:var/run/pdfworker.sock"
+    )]
+    listen: ListenAddr,
 
-fn serve<E: Fn(&str) -> Option<String>>(flags: &Flags, env: &E) -> Result<ServeConfig, String> {
-    flags.check_known(SERVE_FLAGS)?;
-    let listen = setting::<String, _>(flags, env, "listen")?
-        .unwrap_or_else(|| "unix:var/run/pdfworker.sock".into())
-        .parse::<ListenAddr>()?;
-    let socket_mode = match setting::<String, _>(flags, env, "socket-mode")? {
-        Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
-            .ok()
-            .filter(|m| *m <= 0o777)
-            .ok_or_else(|| format!("--socket-mode: {m:?} is not an octal mode like 0660"))?,
-        None => 0o660,
-    };
-    let data_dir =
-        setting::<PathBuf, _>(flags, env, "data-dir")?.unwrap_or_else(|| "var/data".into());
+    /// Mode of the unix socket file, octal (a stale socket file is replaced, a live one is an
+    /// error)
+    #[arg(
+        long,
+        env = "PDFWORKER_SOCKET_MODE",
+        value_name = "OCTAL",
+        default_value = "0660",
+        value_parser = parse_mode
+    )]
+    socket_mode: u32,
 
-    let mut runner = RunnerConfig::default();
-    if let Some(n) = at_most(setting(flags, env, "render-slots")?, "render-slots", 1024)? {
-        runner.slots = n;
-    }
-    if let Some(n) = at_most(
-        setting(flags, env, "queue-limit")?,
-        "queue-limit",
-        1_000_000,
-    )? {
-        runner.queue_limit = n;
-    }
-    if let Some(n) = positive_setting::<u32, _>(flags, env, "max-pages")? {
-        runner.max_pages = n;
-    }
-    if let Some(mb) = positive_setting::<u64, _>(flags, env, "memory-budget-mb")? {
-        runner.memory_budget = mb.saturating_mul(1024 * 1024);
-    }
-    if let Some(d) = secs(flags, env, "render-timeout-secs")? {
-        runner.render_deadline = d;
-    }
-    if let Some(h) = positive_setting::<u64, _>(flags, env, "retention-hours")? {
-        runner.retention = Duration::from_secs(h.saturating_mul(3600));
-    }
-    let reports_dir =
-        setting::<PathBuf, _>(flags, env, "reports-dir")?.unwrap_or_else(|| "reports".into());
+    /// `jobs/` and `files/` live here; every worker of a pool shares it
+    #[arg(
+        long,
+        env = "PDFWORKER_DATA_DIR",
+        value_name = "DIR",
+        default_value = "var/data"
+    )]
+    data_dir: PathBuf,
 
-    let mut fcgi = fastcgi::Config::default();
-    if let Some(n) = at_most(setting(flags, env, "max-conns")?, "max-conns", 65_536)? {
-        fcgi.max_conns = n;
-    }
-    if let Some(n) = positive_setting::<usize, _>(flags, env, "max-body-bytes")? {
-        fcgi.max_body_bytes = n;
-    }
-    if let Some(d) = secs(flags, env, "read-timeout-secs")? {
-        fcgi.read_timeout = d;
-    }
-    if let Some(d) = secs(flags, env, "request-timeout-secs")? {
-        fcgi.request_timeout = d;
-    }
-    if let Some(d) = secs(flags, env, "idle-timeout-secs")? {
-        fcgi.idle_timeout = d;
-    }
-    let grace = setting::<u64, _>(flags, env, "shutdown-grace-secs")?.unwrap_or(20);
+    /// Renders at once in this process [default: the number of CPU cores]
+    #[arg(
+        long,
+        env = "PDFWORKER_RENDER_SLOTS",
+        value_name = "N",
+        default_value_t = RUNNER.slots,
+        hide_default_value = true,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024)
+    )]
+    render_slots: usize,
+
+    /// Jobs queued or running in this process; beyond it 503 with Retry-After
+    #[arg(
+        long,
+        env = "PDFWORKER_QUEUE_LIMIT",
+        value_name = "N",
+        default_value_t = RUNNER.queue_limit,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1_000_000)
+    )]
+    queue_limit: usize,
+
+    #[command(flatten)]
+    reports: ReportsFlags,
+
+    /// Renders are admitted against this budget (32 MiB per render reserved)
+    #[arg(
+        long,
+        env = "PDFWORKER_MEMORY_BUDGET_MB",
+        value_name = "N",
+        default_value_t = RUNNER.memory_budget / MIB,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    memory_budget_mb: u64,
+
+    /// A render still running then fails with a readable message
+    #[arg(
+        long,
+        env = "PDFWORKER_RENDER_TIMEOUT_SECS",
+        value_name = "N",
+        default_value_t = RUNNER.render_deadline.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    render_timeout_secs: u64,
+
+    /// Finished jobs and their files are removed after this
+    #[arg(
+        long,
+        env = "PDFWORKER_RETENTION_HOURS",
+        value_name = "N",
+        default_value_t = RUNNER.retention.as_secs() / 3600,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    retention_hours: u64,
+
+    /// FastCGI connections served at once (taken before accept)
+    #[arg(
+        long,
+        env = "PDFWORKER_MAX_CONNS",
+        value_name = "N",
+        default_value_t = FASTCGI.max_conns,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=65_536)
+    )]
+    max_conns: usize,
+
+    /// Request body limit (413, then the connection is closed)
+    #[arg(
+        long,
+        env = "PDFWORKER_MAX_BODY_BYTES",
+        value_name = "N",
+        default_value_t = FASTCGI.max_body_bytes,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    max_body_bytes: usize,
+
+    /// A peer stalled mid-record or mid-request is dropped
+    #[arg(
+        long,
+        env = "PDFWORKER_READ_TIMEOUT_SECS",
+        value_name = "N",
+        default_value_t = FASTCGI.read_timeout.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    read_timeout_secs: u64,
+
+    /// A request must arrive whole (BEGIN_REQUEST to the end of its body) within this
+    #[arg(
+        long,
+        env = "PDFWORKER_REQUEST_TIMEOUT_SECS",
+        value_name = "N",
+        default_value_t = FASTCGI.request_timeout.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    request_timeout_secs: u64,
+
+    /// An idle connection is closed (above nginx's 60 s upstream keepalive)
+    #[arg(
+        long,
+        env = "PDFWORKER_IDLE_TIMEOUT_SECS",
+        value_name = "N",
+        default_value_t = FASTCGI.idle_timeout.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    idle_timeout_secs: u64,
+
+    /// Threads handling requests in this process; run more processes for more cores (renders
+    /// have threads of their own, at nice 10)
     // One request thread per worker process by default: the pool of processes gives
     // parallelism, and one thread saves the cross-thread wake-ups of a work-stealing
     // scheduler (measured: about 10% more status pages per second on 2 cores).
-    let threads = at_most(setting(flags, env, "threads")?, "threads", 256)?.unwrap_or(1);
-    Ok(ServeConfig {
-        listen,
-        socket_mode,
-        data_dir,
-        fastcgi: fcgi,
-        runner,
-        reports_dir,
-        shutdown_grace: Duration::from_secs(grace),
-        threads,
-    })
+    #[arg(
+        long,
+        env = "PDFWORKER_THREADS",
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=256)
+    )]
+    threads: usize,
+
+    /// SIGTERM: stop accepting, let requests and renders finish this long, then hand
+    /// unfinished renders back to the queue
+    #[arg(
+        long,
+        env = "PDFWORKER_SHUTDOWN_GRACE_SECS",
+        value_name = "N",
+        default_value_t = 20
+    )]
+    shutdown_grace_secs: u64,
 }
 
-/// A setting that must be at least 1 when given.
-fn positive_setting<T, E>(flags: &Flags, env: &E, name: &str) -> Result<Option<T>, String>
-where
-    T: std::str::FromStr + PartialEq + Default,
-    E: Fn(&str) -> Option<String>,
-{
-    positive(setting(flags, env, name)?, name)
+/// The flags `serve` and `render` share.
+#[derive(Args, Debug)]
+struct ReportsFlags {
+    /// The report definitions, one `<id>.toml` each
+    #[arg(
+        long,
+        env = "PDFWORKER_REPORTS_DIR",
+        value_name = "DIR",
+        default_value = "reports"
+    )]
+    reports_dir: PathBuf,
+
+    /// Page cap per report; a render that grows past it fails with a sentence
+    #[arg(
+        long,
+        env = "PDFWORKER_MAX_PAGES",
+        value_name = "N",
+        default_value_t = RUNNER.max_pages,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    max_pages: u32,
 }
 
-/// A positive number of seconds.
-fn secs<E: Fn(&str) -> Option<String>>(
-    flags: &Flags,
-    env: &E,
-    name: &str,
-) -> Result<Option<Duration>, String> {
-    Ok(positive_setting::<u64, _>(flags, env, name)?.map(Duration::from_secs))
+#[derive(Args, Debug)]
+struct RenderFlags {
+    /// The report's id (its file stem in --reports-dir)
+    #[arg(long, value_name = "ID", default_value = "ledger")]
+    report: String,
+
+    /// A value for one of the report's params; repeat for each
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    params: Vec<(String, String)>,
+
+    /// The demo report's title (the same as --param title=T)
+    #[arg(long, value_name = "T")]
+    title: Option<String>,
+
+    /// The demo report's number of rows (the same as --param rows=N)
+    #[arg(long, value_name = "N")]
+    rows: Option<String>,
+
+    /// a4 or letter [default: the report's]
+    #[arg(long, value_name = "a4|letter", value_parser = parse_paper)]
+    paper: Option<Paper>,
+
+    /// portrait or landscape [default: the report's]
+    #[arg(long, value_name = "portrait|landscape", value_parser = parse_orientation)]
+    orientation: Option<Orientation>,
+
+    #[command(flatten)]
+    reports: ReportsFlags,
+
+    /// The PDF to write
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
 }
 
-/// [`positive`], and at most `max` (semaphores and permit counts have upper bounds).
-fn at_most(v: Option<usize>, name: &str, max: usize) -> Result<Option<usize>, String> {
-    match positive(v, name)? {
-        Some(n) if n > max => Err(format!("--{name} must be at most {max}")),
-        other => Ok(other),
-    }
+#[derive(Args, Debug)]
+struct DemoDataFlags {
+    /// The SQLite database to write
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+
+    /// Rows of the demo ledger
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100_000,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    rows: u32,
 }
 
-fn positive<T: PartialEq + Default>(v: Option<T>, name: &str) -> Result<Option<T>, String> {
-    match v {
-        Some(n) if n == T::default() => Err(format!("--{name} must be at least 1")),
-        other => Ok(other),
-    }
-}
-
-fn render<E: Fn(&str) -> Option<String>>(flags: &Flags, env: &E) -> Result<RenderArgs, String> {
-    flags.check_known(&[
-        "report",
-        "param",
-        "title",
-        "rows",
-        "paper",
-        "orientation",
-        "out",
-        "reports-dir",
-        "max-pages",
-    ])?;
-    let report = flags.get("report").unwrap_or("ledger").to_string();
-    let mut params = Vec::new();
-    for raw in flags.get_all("param") {
-        let (name, value) = raw
-            .split_once('=')
-            .ok_or_else(|| format!("--param {raw:?}: expected NAME=VALUE"))?;
-        params.push((name.to_string(), value.to_string()));
-    }
-    for name in ["title", "rows"] {
-        if let Some(v) = flags.get(name) {
-            params.push((name.to_string(), v.to_string()));
+impl From<ServeFlags> for ServeConfig {
+    fn from(f: ServeFlags) -> ServeConfig {
+        let runner = RunnerConfig {
+            slots: f.render_slots,
+            queue_limit: f.queue_limit,
+            max_pages: f.reports.max_pages,
+            memory_budget: f.memory_budget_mb.saturating_mul(MIB),
+            render_deadline: Duration::from_secs(f.render_timeout_secs),
+            retention: Duration::from_secs(f.retention_hours.saturating_mul(3600)),
+            ..RUNNER.clone()
+        };
+        let fastcgi = fastcgi::Config {
+            max_conns: f.max_conns,
+            max_body_bytes: f.max_body_bytes,
+            read_timeout: Duration::from_secs(f.read_timeout_secs),
+            request_timeout: Duration::from_secs(f.request_timeout_secs),
+            idle_timeout: Duration::from_secs(f.idle_timeout_secs),
+            ..FASTCGI.clone()
+        };
+        ServeConfig {
+            listen: f.listen,
+            socket_mode: f.socket_mode,
+            data_dir: f.data_dir,
+            fastcgi,
+            runner,
+            reports_dir: f.reports.reports_dir,
+            shutdown_grace: Duration::from_secs(f.shutdown_grace_secs),
+            threads: f.threads,
         }
     }
-    let paper = match flags.get("paper") {
-        Some(p) => Some(
-            p.parse::<Paper>()
-                .map_err(|_| format!("--paper: {p:?} is not a4 or letter"))?,
-        ),
-        None => None,
-    };
-    let orientation = match flags.get("orientation") {
-        Some(o) => Some(
-            o.parse::<Orientation>()
-                .map_err(|_| format!("--orientation: {o:?} is not portrait or landscape"))?,
-        ),
-        None => None,
-    };
-    let out = PathBuf::from(flags.get("out").ok_or("render needs --out FILE")?);
-    let reports_dir =
-        setting::<PathBuf, _>(flags, env, "reports-dir")?.unwrap_or_else(|| "reports".into());
-    let max_pages = positive_setting::<u32, _>(flags, env, "max-pages")?
-        .unwrap_or(RunnerConfig::default().max_pages);
-    Ok(RenderArgs {
-        report,
-        params,
-        paper,
-        orientation,
-        out,
-        reports_dir,
-        max_pages,
-    })
 }
 
-fn demo_data(flags: &Flags) -> Result<Command, String> {
-    flags.check_known(&["out", "rows"])?;
-    let out = PathBuf::from(flags.get("out").ok_or("demo-data needs --out FILE")?);
-    let no_env = |_: &str| None;
-    let rows = positive_setting::<u32, _>(flags, &no_env, "rows")?.unwrap_or(100_000);
-    Ok(Command::DemoData { out, rows })
+impl From<RenderFlags> for RenderArgs {
+    fn from(f: RenderFlags) -> RenderArgs {
+        let mut params = f.params;
+        let shortcuts = [("title", f.title), ("rows", f.rows)];
+        params.extend(
+            shortcuts
+                .into_iter()
+                .filter_map(|(name, v)| Some((name.to_string(), v?))),
+        );
+        RenderArgs {
+            report: f.report,
+            params,
+            paper: f.paper,
+            orientation: f.orientation,
+            out: f.out,
+            reports_dir: f.reports.reports_dir,
+            max_pages: f.reports.max_pages,
+        }
+    }
+}
+
+/// A file mode like `0660` (or `0o660`, or `660`): octal, at most `0777`.
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| "not an octal mode like 0660".to_string())
+}
+
+/// `NAME=VALUE`; the value may contain `=`.
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s.split_once('=').ok_or("expected NAME=VALUE")?;
+    Ok((name.to_string(), value.to_string()))
+}
+
+fn parse_paper(s: &str) -> Result<Paper, String> {
+    s.parse().map_err(|_| "not a4 or letter".to_string())
+}
+
+fn parse_orientation(s: &str) -> Result<Orientation, String> {
+    s.parse()
+        .map_err(|_| "not portrait or landscape".to_string())
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
     use super::*;
 
     fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+        std::iter::once("pdfworker")
+            .chain(s.split_whitespace())
+            .map(String::from)
+            .collect()
+    }
+
+    /// The long names of a subcommand's flags, as clap knows them.
+    fn flags_of(sub: &str) -> Vec<String> {
+        let cli = Cli::command();
+        let sub = cli.find_subcommand(sub).expect("subcommand");
+        sub.get_arguments()
+            .filter_map(|a| a.get_long())
+            .filter(|l| *l != "help")
+            .map(|l| format!("--{l}"))
+            .collect()
     }
 
     #[test]
-    fn flag_beats_env_beats_default() {
-        let env = |name: &str| match name {
-            "PDFWORKER_DATA_DIR" => Some("/env/data".to_string()),
-            "PDFWORKER_REPORTS_DIR" => Some("/env/reports".to_string()),
-            _ => None,
-        };
-        let Ok(Command::Serve(c)) = parse_with_env(args("serve --data-dir /flag/data"), env) else {
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_of_every_subcommand_lists_its_flags() {
+        let cases = [
+            ("serve", 17),
+            ("check-config", 17),
+            ("render", 9),
+            ("demo-data", 2),
+        ];
+        for (sub, count) in cases {
+            let flags = flags_of(sub);
+            assert_eq!(flags.len(), count, "{sub}: {flags:?}");
+            for input in [format!("{sub} --help"), format!("help {sub}")] {
+                let err = parse_from(args(&input)).expect_err("help is an early exit");
+                assert_eq!(err.kind(), ErrorKind::DisplayHelp, "{input}");
+                let text = err.to_string();
+                for flag in &flags {
+                    assert!(text.contains(flag), "{input}: no {flag} in\n{text}");
+                }
+            }
+        }
+        let err = parse_from(args("--help")).expect_err("help");
+        assert_eq!(err.kind(), ErrorKind::DisplayHelp);
+        for sub in ["serve", "check-config", "render", "demo-data"] {
+            assert!(err.to_string().contains(sub), "{sub} in\n{err}");
+        }
+    }
+
+    #[test]
+    fn every_serve_flag_has_its_pdfworker_variable() {
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve");
+        for arg in serve.get_arguments().filter(|a| a.get_id() != "help") {
+            let long = arg.get_long().expect("a long name");
+            let want = format!("PDFWORKER_{}", long.to_uppercase().replace('-', "_"));
+            assert_eq!(
+                arg.get_env().and_then(|v| v.to_str()),
+                Some(want.as_str()),
+                "--{long}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_arguments_prints_help_and_version_prints_the_version() {
+        let err = parse_from(args("")).expect_err("no command");
+        assert_eq!(
+            err.kind(),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        );
+        let err = parse_from(args("--version")).expect_err("version");
+        assert_eq!(err.kind(), ErrorKind::DisplayVersion);
+        assert!(err.to_string().contains(env!("CARGO_PKG_VERSION")), "{err}");
+    }
+
+    // Variables are tested through the real binary (tests/it/cli.rs): clap reads the process
+    // environment, which a test may not change safely.
+    #[test]
+    fn defaults_are_the_runner_and_fastcgi_defaults() {
+        let Ok(Command::Serve(c)) = parse_from(args("serve --data-dir /flag/data")) else {
             panic!("serve should parse");
         };
         assert_eq!(c.data_dir, PathBuf::from("/flag/data"));
-        assert_eq!(c.reports_dir, PathBuf::from("/env/reports"));
+        assert_eq!(c.reports_dir, PathBuf::from("reports"));
         assert_eq!(c.socket_mode, 0o660);
         assert_eq!(c.listen, ListenAddr::Unix("var/run/pdfworker.sock".into()));
+        assert_eq!((c.threads, c.shutdown_grace), (1, Duration::from_secs(20)));
+        let (r, d) = (&c.runner, RunnerConfig::default());
+        assert_eq!(
+            (r.slots, r.queue_limit, r.max_pages, r.memory_budget),
+            (d.slots, d.queue_limit, d.max_pages, d.memory_budget)
+        );
+        assert_eq!(
+            (r.render_deadline, r.retention),
+            (d.render_deadline, d.retention)
+        );
+        let (f, d) = (&c.fastcgi, fastcgi::Config::default());
+        assert_eq!(
+            (f.max_conns, f.max_body_bytes, f.read_timeout),
+            (d.max_conns, d.max_body_bytes, d.read_timeout)
+        );
+        assert_eq!(
+            (f.request_timeout, f.idle_timeout),
+            (d.request_timeout, d.idle_timeout)
+        );
+    }
+
+    #[test]
+    fn flags_set_every_field_and_the_last_one_wins() {
+        let Ok(Command::CheckConfig(c)) = parse_from(args(
+            "check-config --listen tcp:127.0.0.1:9000 --socket-mode 0600 --render-slots 3 \
+             --queue-limit 5 --max-pages 7 --memory-budget-mb 2 --render-timeout-secs 9 \
+             --retention-hours 2 --max-conns 4 --max-body-bytes 100 --read-timeout-secs 1 \
+             --request-timeout-secs 2 --idle-timeout-secs 3 --threads 2 \
+             --shutdown-grace-secs 0 --reports-dir /r --threads=4",
+        )) else {
+            panic!("check-config should parse");
+        };
+        assert_eq!(c.listen, ListenAddr::Tcp("127.0.0.1:9000".into()));
+        assert_eq!((c.socket_mode, c.threads), (0o600, 4));
+        assert_eq!(c.reports_dir, PathBuf::from("/r"));
+        let r = &c.runner;
+        assert_eq!((r.slots, r.queue_limit, r.max_pages), (3, 5, 7));
+        assert_eq!(r.memory_budget, 2 * MIB);
+        assert_eq!(r.render_deadline, Duration::from_secs(9));
+        assert_eq!(r.retention, Duration::from_secs(7200));
+        let f = &c.fastcgi;
+        assert_eq!((f.max_conns, f.max_body_bytes), (4, 100));
+        let secs = (f.read_timeout, f.request_timeout, f.idle_timeout);
+        let want = (1, 2, 3);
+        assert_eq!(
+            secs,
+            (
+                Duration::from_secs(want.0),
+                Duration::from_secs(want.1),
+                Duration::from_secs(want.2)
+            )
+        );
+        assert_eq!(c.shutdown_grace, Duration::ZERO);
     }
 
     #[test]
     fn bad_values_are_named() {
-        let none = |_: &str| None;
         let cases = [
             ("serve --max-pages lots", "--max-pages"),
-            ("serve --max-pages 0", "max-pages"),
-            ("serve --max-conns 100000000", "at most"),
+            ("serve --max-pages 0", "--max-pages"),
+            ("serve --max-conns 100000000", "--max-conns"),
+            ("serve --max-conns 65537", "65536"),
+            ("serve --render-slots 1025", "--render-slots"),
+            ("serve --queue-limit 1000001", "--queue-limit"),
+            ("serve --threads 257", "--threads"),
+            ("serve --read-timeout-secs 0", "--read-timeout-secs"),
             ("serve --socket-mode 999", "--socket-mode"),
+            ("serve --socket-mode 01000", "octal"),
             ("serve --listen /x.sock", "unix:PATH"),
+            ("serve --listen tcp:nohost", "--listen"),
             ("serve --bogus 1", "--bogus"),
-            ("serve --listen", "needs a value"),
+            ("serve --listen", "--listen"),
             ("render --rows 5", "--out"),
             ("render --param nonsense --out x.pdf", "NAME=VALUE"),
             (
                 "render --title T --rows 5 --paper a3 --out x.pdf",
                 "--paper",
             ),
-            ("frobnicate", "unknown command"),
+            ("render --orientation up --out x.pdf", "--orientation"),
+            ("demo-data --rows 10", "--out"),
+            ("demo-data --out x --rows 0", "--rows"),
+            ("frobnicate", "frobnicate"),
         ];
         for (input, want) in cases {
-            match parse_with_env(args(input), none) {
-                Err(msg) => assert!(
-                    msg.contains(want),
-                    "{input:?}: expected {want:?} in {msg:?}"
-                ),
+            match parse_from(args(input)) {
+                Err(e) => {
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains(want),
+                        "{input:?}: expected {want:?} in {msg:?}"
+                    );
+                    assert_eq!(e.exit_code(), 2, "{input:?}");
+                }
                 Ok(c) => panic!("{input:?}: expected an error mentioning {want:?}, got {c:?}"),
             }
         }
@@ -439,7 +631,7 @@ mod tests {
 
     #[test]
     fn render_args() {
-        let Ok(Command::Render(r)) = parse(args(
+        let Ok(Command::Render(r)) = parse_from(args(
             "render --title Ελληνικά --rows 10 --paper letter --orientation landscape --out /tmp/x.pdf",
         )) else {
             panic!("render should parse");
@@ -456,12 +648,22 @@ mod tests {
                 ("rows".to_string(), "10".to_string())
             ]
         );
-        let Ok(Command::Render(r)) = parse(args(
-            "render --report sales --param from=2024-01-01 --param region=a=b --out x.pdf",
+        assert_eq!(r.max_pages, RunnerConfig::default().max_pages);
+        let Ok(Command::Render(r)) = parse_from(args(
+            "render --report sales --param from=2024-01-01 --param region=a=b --out x.pdf \
+             --max-pages 3 --reports-dir /defs",
         )) else {
             panic!("render should parse");
         };
         assert_eq!(r.report, "sales");
+        assert_eq!(r.params[0], ("from".to_string(), "2024-01-01".to_string()));
         assert_eq!(r.params[1], ("region".to_string(), "a=b".to_string()));
+        assert_eq!((r.paper, r.orientation), (None, None));
+        assert_eq!((r.max_pages, r.reports_dir), (3, PathBuf::from("/defs")));
+        let Ok(Command::DemoData { out, rows }) = parse_from(args("demo-data --out d.sqlite"))
+        else {
+            panic!("demo-data should parse");
+        };
+        assert_eq!((out, rows), (PathBuf::from("d.sqlite"), 100_000));
     }
 }

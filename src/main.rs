@@ -15,22 +15,9 @@ use pdfworker::{shutdown, web};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let command = match config::parse(std::env::args().skip(1)) {
-        Ok(c) => c,
-        Err(msg) => {
-            eprintln!("pdfworker: {msg}");
-            return ExitCode::from(2);
-        }
-    };
+    // Help and --version print and exit 0; a bad flag or value exits 2 naming it.
+    let command = config::parse().unwrap_or_else(|e| e.exit());
     let result = match command {
-        Command::Help => {
-            print!("{}", config::USAGE);
-            Ok(())
-        }
-        Command::Version => {
-            println!("pdfworker {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
         Command::Render(args) => render(&args),
         Command::CheckConfig(cfg) => check_config(&cfg),
         Command::DemoData { out, rows } => pdfworker::reports::demo::create(&out, rows).map(|()| {

@@ -1,7 +1,9 @@
-//! The janitor: on start and then every `janitor_interval`, looks at every record in the store
-//! and (a) starts here any unfinished job nobody holds a claim on — its worker died, or never
-//! started it — unless it already failed `max_attempts` times; (b) removes finished jobs older
-//! than `retention`, PDF included.
+//! The janitor: on start, every `janitor_interval` and whenever a job ends here, looks at every
+//! record in the store and (a) starts here the oldest unfinished jobs nobody holds a claim on —
+//! its worker died, or never started it, or it waits for a slot elsewhere — as many as this
+//! process has free slots, settling the death of a render whose worker died (blamed if it ran
+//! alone, else a bystander; see `Job::settle_death`) and failing a job that kills its worker;
+//! (b) removes finished jobs older than `retention`, PDF included.
 //!
 //! Store I/O is blocking, so each sweep runs on a blocking thread; the loop itself only waits.
 
@@ -11,9 +13,9 @@ use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 
-use super::job::now_ms;
+use super::job::{Death, MAX_BYSTANDER_CRASHES, now_ms};
 use super::runner::{Inner, Pending, Runner};
-use super::{Job, JobId, StoreError};
+use super::{Job, JobId, State, StoreError};
 
 /// `tokio::time::interval` panics on a zero period; a misconfigured zero means "often".
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
@@ -33,6 +35,8 @@ impl Runner {
                 () = &mut shutdown => break,
                 _ = closing.wait_for(|c| *c) => break,
                 _ = ticks.tick() => {}
+                // A job ended here: a slot may be free, so look now rather than at the tick.
+                () = self.inner.sweep_soon.notified() => {}
             }
             let inner = Arc::clone(&self.inner);
             match tokio::task::spawn_blocking(move || inner.sweep()).await {
@@ -48,7 +52,9 @@ impl Runner {
 }
 
 impl Inner {
-    /// One pass over the store. Returns the jobs it claimed and that should start here.
+    /// One pass over the store. Returns the jobs it claimed and that should start here: the
+    /// oldest unfinished jobs nobody holds, no more than this process has free slots for
+    /// (`free_slots`), so that queued work goes to whichever worker has room.
     pub(super) fn sweep(self: &Arc<Self>) -> Vec<Pending> {
         let ids = match self.store.scan() {
             Ok(ids) => ids,
@@ -63,15 +69,33 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|id| ids.binary_search(id).is_ok());
         let now = now_ms();
-        let mut found = Vec::new();
+        // (created, id) of unfinished jobs not live here.
+        let mut waiting = Vec::new();
         for id in ids {
             if self.is_closing() {
-                break;
+                return Vec::new();
             }
             if self.is_live(id) {
                 continue;
             }
-            match self.look_at(id, now) {
+            match self.load_reporting_corrupt(id) {
+                Ok(Some(job)) if job.state.is_final() => {
+                    if let Err(e) = self.expire_if_old(&job, now) {
+                        log::error!("job {id}: janitor: {e}");
+                    }
+                }
+                Ok(Some(job)) => waiting.push((job.created_ms, id)),
+                Ok(None) => {}
+                Err(e) => log::error!("job {id}: janitor: {e}"),
+            }
+        }
+        waiting.sort_unstable();
+        let mut found = Vec::new();
+        for (_, id) in waiting {
+            if self.is_closing() || self.free_slots() == 0 {
+                break;
+            }
+            match self.take(id) {
                 Ok(Some(pending)) => found.push(pending),
                 Ok(None) => {}
                 Err(e) => log::error!("job {id}: janitor: {e}"),
@@ -80,47 +104,71 @@ impl Inner {
         found
     }
 
-    fn look_at(self: &Arc<Self>, id: JobId, now: u64) -> Result<Option<Pending>, StoreError> {
-        let Some(job) = self.load_reporting_corrupt(id)? else {
-            return Ok(None);
-        };
-        if job.state.is_final() {
-            self.expire_if_old(&job, now)?;
-            return Ok(None);
-        }
+    /// Claims an unfinished job to start it here. A job whose record says running lost its
+    /// worker mid-render: the death is settled first (`Job::settle_death`), and the job is
+    /// failed instead if that was one death too many.
+    fn take(self: &Arc<Self>, id: JobId) -> Result<Option<Pending>, StoreError> {
         let Some(claim) = self.store.claim(id)? else {
             // Its worker is alive and on it.
             return Ok(None);
         };
-        // Its worker may have finished it and let go between our load and our claim.
+        // Its worker may have finished it and let go between our scan and our claim.
         let Some(mut job) = self.load_reporting_corrupt(id)? else {
             return Ok(None);
         };
         if job.state.is_final() {
             return Ok(None);
         }
-        let max = self.config.max_attempts;
-        if job.attempts >= max {
-            job.fail(&format!(
-                "the render failed repeatedly ({} attempts) and was given up; try fewer rows",
-                job.attempts
-            ));
+        if job.state == State::Running {
+            let death = job.settle_death();
+            let max = self.config.max_attempts;
+            if job.crashes >= max {
+                job.fail(&format!(
+                    "the render failed repeatedly (its worker died {} times while it was the \
+                     only render running) and was given up; try fewer rows",
+                    job.crashes
+                ));
+                log::warn!(
+                    "job {id}: failed, its worker died {} times while it rendered alone",
+                    job.crashes
+                );
+            } else if job.bystander_crashes >= MAX_BYSTANDER_CRASHES {
+                job.fail(&format!(
+                    "the render was interrupted {} times and was given up; try again later",
+                    job.bystander_crashes
+                ));
+                log::warn!(
+                    "job {id}: failed, its worker died {} times while it rendered",
+                    job.bystander_crashes
+                );
+            } else {
+                log::info!(
+                    "job {id}: its worker died while rendering it ({}); {} deaths counted \
+                     against it, {} beside other renders",
+                    match death {
+                        Death::Blamed => "it ran alone: counted",
+                        Death::Bystander => "other renders ran beside it: not counted",
+                    },
+                    job.crashes,
+                    job.bystander_crashes
+                );
+            }
+            // Saved before anything else happens: the death is settled exactly once.
             self.store.save(&job)?;
-            log::warn!(
-                "job {id}: failed, its render was started {} times",
-                job.attempts
-            );
-            return Ok(None);
+            if job.state.is_final() {
+                return Ok(None);
+            }
         }
         let pages = (self.estimate)(&job.request);
-        let Some(slot) = self.reserve(id, pages) else {
+        let Some(slot) = self.reserve(id, pages, job.is_suspect()) else {
             // Queue full here: the claim drops, another worker (or a later sweep) takes it.
             return Ok(None);
         };
         log::info!(
-            "job {id}: recovered ({}, {} attempts so far)",
+            "job {id}: recovered ({}, {} attempts so far{})",
             job.state,
-            job.attempts
+            job.attempts,
+            if job.is_suspect() { ", runs alone" } else { "" }
         );
         Ok(Some(Pending { job, claim, slot }))
     }

@@ -18,12 +18,18 @@ use crate::jobs::{RenderFn, RunnerConfig, State, Store};
 const HOUR_MS: u64 = 60 * 60 * 1000;
 
 /// Writes a record as a worker that died mid-render would have left it: `attempts` renders
-/// begun and none ended (0: queued, never started).
+/// begun and none ended (0: queued, never started), the last one beside other renders.
 fn orphan(store: &Store, title: &str, attempts: u32) -> Job {
+    orphan_with(store, title, attempts, |_| {})
+}
+
+/// `orphan`, with the record changed by `change` before it is written.
+fn orphan_with(store: &Store, title: &str, attempts: u32, change: impl FnOnce(&mut Job)) -> Job {
     let mut job = Job::new(request(title, 3), 3);
     for _ in 0..attempts {
-        job.begin_attempt(3);
+        job.begin_attempt(3, false);
     }
+    change(&mut job);
     store.create(&job).expect("create");
     if attempts > 0 {
         fs::write(store.pdf_tmp_path(job.id), b"%PDF half").expect("leftover tmp");
@@ -33,7 +39,7 @@ fn orphan(store: &Store, title: &str, attempts: u32) -> Job {
 
 fn finished(store: &Store, state: State, age_ms: u64) -> Job {
     let mut job = Job::new(request("old", 1), 1);
-    job.begin_attempt(1);
+    job.begin_attempt(1, false);
     if state == State::Done {
         job.complete(1, 4, 10);
         fs::write(store.pdf_path(job.id), b"%PDF").expect("pdf");
@@ -153,38 +159,227 @@ fn two_workers_sweeping_at_once_start_an_orphan_only_once() {
 }
 
 #[test]
-fn a_job_started_too_often_is_failed_not_retried() {
+fn a_death_counts_against_a_job_only_when_it_rendered_alone() {
+    // (crashes and bystander deaths before, the dying render ran alone,
+    //  expected: failed, crashes, bystander deaths after)
+    let cases = [
+        (0, 0, false, false, 0, 1),
+        (0, 5, false, false, 0, 6),
+        (1, 0, true, false, 2, 0),
+        (2, 0, true, true, 3, 0),
+        (2, 0, false, false, 2, 1),
+        (
+            0,
+            MAX_BYSTANDER_CRASHES - 1,
+            false,
+            true,
+            0,
+            MAX_BYSTANDER_CRASHES,
+        ),
+    ];
+    for (crashes, bystander, alone, fail, crashes_after, bystander_after) in cases {
+        let dir = TempDir::new();
+        let store = Store::open(&dir.0).expect("store");
+        let job = orphan_with(&store, "maybe poison", 1 + crashes + bystander, |job| {
+            job.crashes = crashes;
+            job.bystander_crashes = bystander;
+            job.alone = alone;
+        });
+        let (render, renders) = counted(pages_render());
+        let runner = runner(
+            &dir,
+            render,
+            RunnerConfig {
+                max_attempts: 3,
+                ..config()
+            },
+        );
+        let found: Vec<JobId> = runner.inner.sweep().iter().map(Pending::id).collect();
+        let now = store.load(job.id).expect("load").expect("record");
+        let case = format!("{:?}: {now:?}", (crashes, bystander, alone));
+        assert_eq!(
+            (now.crashes, now.bystander_crashes),
+            (crashes_after, bystander_after),
+            "{case}"
+        );
+        if fail {
+            assert_eq!(now.state, State::Failed, "{case}");
+            let error = now.error.clone().unwrap_or_default();
+            let want = if alone {
+                "failed repeatedly"
+            } else {
+                "interrupted"
+            };
+            assert!(error.contains(want), "{case}");
+            assert!(found.is_empty(), "{case}");
+        } else {
+            assert_eq!(
+                now.state,
+                State::Queued,
+                "settled, left for a retry: {case}"
+            );
+            assert_eq!(found, vec![job.id], "{case}");
+            // Settled once: a second sweep finds the job queued and counts nothing more.
+            runner.inner.sweep();
+            let again = store.load(job.id).expect("load").expect("record");
+            assert_eq!(
+                (again.crashes, again.bystander_crashes),
+                (crashes_after, bystander_after),
+                "{case}"
+            );
+        }
+        assert_eq!(renders.load(Ordering::SeqCst), 0);
+    }
+}
+
+#[test]
+fn a_sweep_claims_only_as_many_jobs_as_there_are_free_slots_oldest_first() {
     let dir = TempDir::new();
     let store = Store::open(&dir.0).expect("store");
-    let cases = [(2, false), (3, true), (7, true)];
-    let jobs: Vec<(Job, bool)> = cases
-        .iter()
-        .map(|&(n, fail)| (orphan(&store, "poison", n), fail))
+    let jobs: Vec<Job> = (0..5u64)
+        .map(|i| orphan_with(&store, "queued", 0, |job| job.created_ms = 1_000 + i))
         .collect();
-    let (render, renders) = counted(pages_render());
     let runner = runner(
         &dir,
-        render,
+        pages_render(),
         RunnerConfig {
-            max_attempts: 3,
+            slots: 2,
+            ..config()
+        },
+    );
+    // A job of its own, enqueued from a POST, takes a slot: it is never refused for that.
+    let own = runner.enqueue(request("own", 1)).expect("enqueue");
+    let found = runner.inner.sweep();
+    assert_eq!(
+        found.iter().map(Pending::id).collect::<Vec<_>>(),
+        vec![jobs[0].id],
+        "one free slot, the oldest job"
+    );
+    let other = Store::open(&dir.0).expect("other worker");
+    for job in &jobs[1..] {
+        assert!(
+            other.claim(job.id).expect("claim").is_some(),
+            "left free for other workers"
+        );
+    }
+    assert!(runner.inner.sweep().is_empty(), "no slot free");
+    // Still, POSTs are accepted beyond the slots.
+    let more: Vec<Pending> = (0..3)
+        .map(|_| runner.enqueue(request("post", 1)).expect("enqueue"))
+        .collect();
+    drop((own, more));
+    drop(found);
+    let found: Vec<JobId> = runner.inner.sweep().iter().map(Pending::id).collect();
+    assert_eq!(found, vec![jobs[0].id, jobs[1].id]);
+}
+
+#[test]
+fn a_job_that_witnessed_a_death_takes_every_slot() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).expect("store");
+    let suspect = orphan_with(&store, "suspect", 1, |job| job.created_ms = 1);
+    let _plain = orphan_with(&store, "plain", 0, |job| job.created_ms = 2);
+    let runner = runner(
+        &dir,
+        pages_render(),
+        RunnerConfig {
+            slots: 3,
             ..config()
         },
     );
     let found: Vec<JobId> = runner.inner.sweep().iter().map(Pending::id).collect();
-    for (job, fail) in jobs {
-        let now = store.load(job.id).expect("load").expect("record");
-        if fail {
-            assert_eq!(now.state, State::Failed, "{now:?}");
-            let error = now.error.expect("message");
-            assert!(error.contains("failed repeatedly"), "{error}");
-            assert!(now.finished_ms.is_some());
-            assert!(!found.contains(&job.id));
-        } else {
-            assert_eq!(now.state, State::Running, "left for a retry");
-            assert!(found.contains(&job.id));
-        }
+    assert_eq!(found, vec![suspect.id], "nothing beside a suspect");
+}
+
+#[tokio::test]
+async fn a_suspect_renders_alone_and_its_record_says_so() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).expect("store");
+    let suspect = orphan(&store, "suspect", 1);
+    let gate = Gate::default();
+    let (render, mut events) = gated_render(gate.clone());
+    let runner = runner(
+        &dir,
+        render,
+        RunnerConfig {
+            slots: 2,
+            ..config()
+        },
+    );
+    for pending in runner.inner.sweep() {
+        runner.start(pending);
     }
-    assert_eq!(renders.load(Ordering::SeqCst), 0);
+    assert_eq!(events.recv().await, Some(Event::Started("suspect".into())));
+    let running = store.load(suspect.id).expect("load").expect("record");
+    assert!(running.alone, "{running:?}");
+    // A POST is accepted, but waits until the suspect is done.
+    let post = runner.enqueue(request("post", 3)).expect("enqueue");
+    let post_id = post.id();
+    runner.start(post);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        events.try_recv().is_err(),
+        "nothing starts beside a suspect"
+    );
+    gate.open_all();
+    assert_eq!(wait_final(&store, suspect.id).await.state, State::Done);
+    let post = wait_final(&store, post_id).await;
+    assert_eq!(post.state, State::Done);
+    assert!(!post.alone, "an ordinary job shares the slots");
+}
+
+#[tokio::test]
+async fn a_job_waiting_for_a_slot_can_be_taken_by_a_worker_with_room() {
+    let dir = TempDir::new();
+    let gate = Gate::default();
+    let (render_a, mut events_a) = gated_render(gate.clone());
+    let a = runner(
+        &dir,
+        render_a,
+        RunnerConfig {
+            slots: 1,
+            ..config()
+        },
+    );
+    let first = a.enqueue(request("first", 3)).expect("enqueue");
+    let first_id = first.id();
+    a.start(first);
+    assert_eq!(events_a.recv().await, Some(Event::Started("first".into())));
+    let second = a
+        .enqueue(request("second", 3))
+        .expect("accepted though busy");
+    let second_id = second.id();
+    a.start(second);
+    let (render_b, renders_b) = counted(pages_render());
+    let b = runner(&dir, render_b, config());
+    let mut taken = Vec::new();
+    wait_until("B takes the waiting job", || {
+        taken.extend(b.inner.sweep());
+        !taken.is_empty()
+    })
+    .await;
+    assert_eq!(
+        taken.iter().map(Pending::id).collect::<Vec<_>>(),
+        vec![second_id]
+    );
+    assert_eq!(a.progress(second_id), None, "A no longer speaks for it");
+    for pending in taken {
+        b.start(pending);
+    }
+    assert_eq!(wait_final(b.store(), second_id).await.state, State::Done);
+    assert_eq!(renders_b.load(Ordering::SeqCst), 1);
+    gate.open_all();
+    assert_eq!(wait_final(a.store(), first_id).await.state, State::Done);
+    wait_until("A lets go of both", || {
+        a.progress(first_id).is_none() && a.inner.free_slots() == 1
+    })
+    .await;
+    assert!(
+        events_a.try_recv().is_err(),
+        "A did not render the second job again"
+    );
+    let second = a.store().load(second_id).expect("load").expect("record");
+    assert_eq!(second.attempts, 1, "{second:?}");
 }
 
 #[test]

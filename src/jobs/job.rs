@@ -130,6 +130,32 @@ pub struct Job {
     pub error: Option<String>,
     /// How many times a render of this job was started (and did not end in a clean shutdown).
     pub attempts: u32,
+    /// Renders of this job that died with their worker while it was the only render in that
+    /// process: deaths that point at this job. `RunnerConfig::max_attempts` of them fail it.
+    #[serde(default)]
+    pub crashes: u32,
+    /// Renders of this job that died with their worker while other renders ran beside it:
+    /// any of them may have been the cause. Not held against the job, but bounded
+    /// (`MAX_BYSTANDER_CRASHES`), and after one the job only runs alone.
+    #[serde(default)]
+    pub bystander_crashes: u32,
+    /// The latest render runs (or ran) with no other render in its process, so a death during
+    /// it is this job's doing.
+    #[serde(default)]
+    pub alone: bool,
+}
+
+/// Deaths of its worker a job may witness beside other renders before it is given up anyway:
+/// whatever the cause, a job must not be retried forever.
+pub const MAX_BYSTANDER_CRASHES: u32 = 10;
+
+/// What the janitor concluded from a render that died with its worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Death {
+    /// It ran alone: counted against the job.
+    Blamed,
+    /// Other renders ran beside it: given back, and the job runs alone next time.
+    Bystander,
 }
 
 impl Job {
@@ -148,7 +174,16 @@ impl Job {
             render_ms: None,
             error: None,
             attempts: 0,
+            crashes: 0,
+            bystander_crashes: 0,
+            alone: false,
         }
+    }
+
+    /// True once a render of this job died with its worker: its renders then run alone, so
+    /// the next death (if any) says whether it is the cause.
+    pub fn is_suspect(&self) -> bool {
+        self.crashes > 0 || self.bystander_crashes > 0
     }
 
     /// Checks a record read back from disk the way we would check user input.
@@ -176,10 +211,12 @@ impl Job {
     /// attempt left behind. `pages_total` is the estimate (0 = unknown).
     ///
     /// The attempt is counted before the render runs so that a worker that dies on this job is
-    /// noticed (`RunnerConfig::max_attempts`).
-    pub(crate) fn begin_attempt(&mut self, pages_total: u32) {
+    /// noticed (`RunnerConfig::max_attempts`). `alone`: no other render can run in this
+    /// process while this one does.
+    pub(crate) fn begin_attempt(&mut self, pages_total: u32, alone: bool) {
         self.state = State::Running;
         self.attempts = self.attempts.saturating_add(1);
+        self.alone = alone;
         self.started_ms = Some(now_ms());
         self.finished_ms = None;
         self.pages_done = 0;
@@ -209,6 +246,23 @@ impl Job {
         self.attempts = self.attempts.saturating_sub(1);
         self.started_ms = None;
         self.pages_done = 0;
+    }
+
+    /// Settles a render that died with its worker (the record says running, nobody holds the
+    /// claim): blamed if it ran alone, a bystander otherwise. The job goes back to the queue;
+    /// the caller fails it if a limit is reached.
+    pub(crate) fn settle_death(&mut self) -> Death {
+        let death = if self.alone {
+            self.crashes = self.crashes.saturating_add(1);
+            Death::Blamed
+        } else {
+            self.bystander_crashes = self.bystander_crashes.saturating_add(1);
+            Death::Bystander
+        };
+        self.state = State::Queued;
+        self.started_ms = None;
+        self.pages_done = 0;
+        death
     }
 
     /// Marks the job failed now with `message`, cut to what a record may hold.
@@ -473,12 +527,12 @@ pub(crate) mod tests {
     #[test]
     fn begin_attempt_counts_it_and_clears_the_last_one() {
         let mut job = Job::new(request("t", 1), 5);
-        job.begin_attempt(5);
+        job.begin_attempt(5, false);
         assert_eq!((job.state, job.attempts), (State::Running, 1));
         assert!(job.started_ms.is_some());
         // What a crashed attempt leaves behind must not leak into the next one.
         job.pages_done = 3;
-        job.begin_attempt(0);
+        job.begin_attempt(0, false);
         assert_eq!(
             (job.state, job.attempts, job.pages_done, job.pages_total),
             (State::Running, 2, 0, 0)
@@ -498,7 +552,7 @@ pub(crate) mod tests {
     #[test]
     fn complete_records_the_published_pdf() {
         let mut job = Job::new(request("t", 1), 0);
-        job.begin_attempt(0);
+        job.begin_attempt(0, false);
         job.complete(7, 1234, 56);
         assert_eq!(job.state, State::Done);
         assert_eq!((job.pages_done, job.pages_total), (7, 7), "the real count");
@@ -511,8 +565,8 @@ pub(crate) mod tests {
     #[test]
     fn requeue_after_shutdown_gives_the_attempt_back() {
         let mut job = Job::new(request("t", 1), 4);
-        job.begin_attempt(4);
-        job.begin_attempt(4);
+        job.begin_attempt(4, false);
+        job.begin_attempt(4, false);
         job.pages_done = 2;
         job.requeue_after_shutdown();
         assert_eq!(
@@ -527,9 +581,49 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_death_is_blamed_only_on_a_job_that_ran_alone() {
+        let mut job = Job::new(request("t", 1), 4);
+        assert!(!job.is_suspect());
+        job.begin_attempt(4, false);
+        job.pages_done = 2;
+        assert_eq!(job.settle_death(), Death::Bystander);
+        assert_eq!(
+            (
+                job.state,
+                job.crashes,
+                job.bystander_crashes,
+                job.pages_done
+            ),
+            (State::Queued, 0, 1, 0)
+        );
+        assert!(job.is_suspect(), "runs alone from now on");
+        job.begin_attempt(4, true);
+        assert_eq!(job.settle_death(), Death::Blamed);
+        assert_eq!(
+            (job.crashes, job.bystander_crashes, job.attempts),
+            (1, 1, 2)
+        );
+        assert!(job.validate().is_ok(), "{:?}", job.validate());
+    }
+
+    #[test]
+    fn records_written_before_the_blame_fields_still_load() {
+        let mut value = serde_json::to_value(Job::new(request("t", 1), 1)).expect("value");
+        let object = value.as_object_mut().expect("object");
+        for key in ["crashes", "bystander_crashes", "alone"] {
+            object.remove(key);
+        }
+        let job: Job = serde_json::from_value(value).expect("old record parses");
+        assert_eq!(
+            (job.crashes, job.bystander_crashes, job.alone),
+            (0, 0, false)
+        );
+    }
+
+    #[test]
     fn fail_truncates_long_messages() {
         let mut job = Job::new(request("t", 1), 1);
-        job.begin_attempt(1);
+        job.begin_attempt(1, false);
         job.fail(&"y".repeat(MAX_ERROR_CHARS * 2));
         assert_eq!(job.state, State::Failed);
         assert_eq!(job.error.as_deref().map(str::len), Some(MAX_ERROR_CHARS));

@@ -13,7 +13,7 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -87,8 +87,9 @@ pub struct RunnerConfig {
     pub bytes_per_page: u64,
     /// A render still running after this long is stopped and its job failed.
     pub render_deadline: Duration,
-    /// A job whose render was started this many times without ending is failed, not retried:
-    /// it probably kills its worker.
+    /// A job whose render died with its worker this many times while it was the only render
+    /// in that process is failed, not retried: it kills its worker. Deaths beside other
+    /// renders are not counted (see `Job::settle_death`).
     pub max_attempts: u32,
     /// How often the janitor looks at the store.
     pub janitor_interval: Duration,
@@ -250,11 +251,18 @@ pub(super) struct Inner {
     tasks_done: Notify,
     /// Corrupt records the janitor has already reported.
     pub(super) corrupt_seen: Mutex<HashSet<JobId>>,
+    /// Woken when a job task ends here: a slot may be free, so the janitor looks again.
+    pub(super) sweep_soon: Notify,
 }
 
 /// Shared between a render thread (writer) and `progress()` (reader).
 #[derive(Debug)]
 pub(super) struct Live {
+    /// The job needs every slot: no other render runs here beside it.
+    exclusive: bool,
+    /// It waits for a slot without its claim, so any worker with room may take it; the
+    /// record, not this entry, then says where it stands.
+    unclaimed: AtomicBool,
     state: AtomicU8,
     pages_done: AtomicU32,
     pages_total: AtomicU32,
@@ -272,8 +280,10 @@ enum StopReason {
 const GO: u8 = 0;
 
 impl Live {
-    fn new(pages_total: u32) -> Live {
+    fn new(pages_total: u32, exclusive: bool) -> Live {
         Live {
+            exclusive,
+            unclaimed: AtomicBool::new(false),
             state: AtomicU8::new(state_code(State::Queued)),
             pages_done: AtomicU32::new(0),
             pages_total: AtomicU32::new(pages_total),
@@ -387,6 +397,7 @@ impl Runner {
             tasks: AtomicUsize::new(0),
             tasks_done: Notify::new(),
             corrupt_seen: Mutex::new(HashSet::new()),
+            sweep_soon: Notify::new(),
         };
         Runner {
             inner: Arc::new(inner),
@@ -413,9 +424,12 @@ impl Runner {
         self.inner.check_size(pages)?;
         let job = Job::new(request, pages);
         let id = job.id;
-        let slot = self.inner.reserve(id, pages).ok_or(SubmitError::Busy {
-            retry_after: BUSY_RETRY_AFTER,
-        })?;
+        let slot = self
+            .inner
+            .reserve(id, pages, false)
+            .ok_or(SubmitError::Busy {
+                retry_after: BUSY_RETRY_AFTER,
+            })?;
         // Claim before the record exists: once it does, any janitor may try to take the job.
         let claim = match self.inner.store.claim(id)? {
             Some(claim) => claim,
@@ -453,7 +467,8 @@ impl Runner {
         let inner = Arc::clone(&self.inner);
         tokio::spawn(async move {
             let _guard = guard;
-            inner.run(pending).await;
+            Arc::clone(&inner).run(pending).await;
+            inner.sweep_soon.notify_one();
         });
     }
 
@@ -461,6 +476,9 @@ impl Runner {
     /// record on disk is then the answer).
     pub fn progress(&self, id: JobId) -> Option<Progress> {
         let live = self.inner.live_map().get(&id).cloned()?;
+        if live.unclaimed.load(Ordering::Acquire) {
+            return None;
+        }
         Some(live.progress())
     }
 
@@ -543,12 +561,37 @@ impl Inner {
 
     /// Takes a place in the queue for `id`; `None` if the queue is full, the runner is closing,
     /// or the job is already live here.
-    pub(super) fn reserve(self: &Arc<Self>, id: JobId, pages_total: u32) -> Option<Reservation> {
+    /// Slots this process could start renders in right now: `slots` less what its queued and
+    /// running jobs take (a job that runs alone takes them all), and no more than the queue
+    /// has places. The janitor claims no more than this.
+    pub(super) fn free_slots(&self) -> usize {
+        let slots = self.slot_count();
+        let map = self.live_map();
+        let taken: usize = map
+            .values()
+            .map(|l| if l.exclusive { slots } else { 1 })
+            .sum();
+        slots
+            .saturating_sub(taken)
+            .min(self.config.queue_limit.saturating_sub(map.len()))
+    }
+
+    fn slot_count(&self) -> usize {
+        self.config.slots.max(1)
+    }
+
+    /// `exclusive`: the job must run alone (see `Job::is_suspect`).
+    pub(super) fn reserve(
+        self: &Arc<Self>,
+        id: JobId,
+        pages_total: u32,
+        exclusive: bool,
+    ) -> Option<Reservation> {
         let mut map = self.live_map();
         if self.is_closing() || map.len() >= self.config.queue_limit || map.contains_key(&id) {
             return None;
         }
-        let live = Arc::new(Live::new(pages_total));
+        let live = Arc::new(Live::new(pages_total, exclusive));
         map.insert(id, Arc::clone(&live));
         drop(map);
         Some(Reservation {
@@ -572,10 +615,10 @@ impl Inner {
 
     /// Waits for a slot, then for the job's share of the memory budget. Slot first: a task
     /// holding a slot waits only for running renders to free memory, never the other way.
-    async fn admit(&self, pages: u32) -> (SemaphorePermit<'_>, SemaphorePermit<'_>) {
+    async fn admit(&self, pages: u32, slots: u32) -> (SemaphorePermit<'_>, SemaphorePermit<'_>) {
         let slot = self
             .slots
-            .acquire()
+            .acquire_many(slots)
             .await
             .expect("the runner never closes its semaphores");
         // `check_size` ran first, so this fits in a u32 and within the semaphore's permits.
@@ -588,7 +631,24 @@ impl Inner {
         (slot, memory)
     }
 
+    /// Takes a slot (all of them for `slots` = all) and the memory for `pages` if both are
+    /// free now.
+    fn try_admit(
+        &self,
+        pages: u32,
+        slots: u32,
+    ) -> Option<(SemaphorePermit<'_>, SemaphorePermit<'_>)> {
+        let slot = self.slots.try_acquire_many(slots).ok()?;
+        let units = u32::try_from(self.memory_units_for(pages)).unwrap_or(u32::MAX);
+        let memory = self.memory.try_acquire_many(units).ok()?;
+        Some((slot, memory))
+    }
+
     /// One job from admission to its end. Runs as a task spawned by `start`.
+    ///
+    /// A job that cannot start at once lets go of its claim while it waits, so that a worker
+    /// with a free slot may take it (queued work flows to whoever has room); once admitted it
+    /// claims the job again and goes on only if the record still says queued.
     async fn run(self: Arc<Self>, pending: Pending) {
         let Pending { job, claim, slot } = pending;
         let id = job.id;
@@ -596,7 +656,9 @@ impl Inner {
         // another process, perhaps under other limits.
         let pages = (self.estimate)(&job.request);
         slot.live.set_pages(0, pages);
-        let ctx = RunCtx {
+        let all = self.slot_count();
+        let alone = slot.live.exclusive || all == 1;
+        let ctx = |job: Job, claim: Claim| RunCtx {
             store: self.store.clone(),
             render: Arc::clone(&self.render),
             job,
@@ -605,22 +667,40 @@ impl Inner {
             pages,
             max_pages: self.config.max_pages,
             deadline: self.config.render_deadline,
+            alone,
         };
         if let Err(e) = self.check_size(pages) {
             let message = e.to_string();
+            let ctx = ctx(job, claim);
             let _ = tokio::task::spawn_blocking(move || ctx.fail_now(&message)).await;
             return;
         }
-        let mut closing = self.closing.subscribe();
-        let admitted = tokio::select! {
-            biased;
-            _ = closing.wait_for(|c| *c) => None,
-            permits = self.admit(pages) => Some(permits),
-        };
-        // Checked again after admission: drain may have begun while we were waiting.
-        let Some(permits) = admitted.filter(|_| !self.is_closing()) else {
-            log::info!("job {id}: shutting down before it started; left queued");
-            return;
+        // `slots` is capped by the configuration, far below u32::MAX.
+        let wanted = u32::try_from(if slot.live.exclusive { all } else { 1 }).unwrap_or(u32::MAX);
+        let (permits, ctx) = if let Some(permits) = self.try_admit(pages, wanted) {
+            (permits, ctx(job, claim))
+        } else {
+            slot.live.unclaimed.store(true, Ordering::Release);
+            drop(claim);
+            let mut closing = self.closing.subscribe();
+            let admitted = tokio::select! {
+                biased;
+                _ = closing.wait_for(|c| *c) => None,
+                permits = self.admit(pages, wanted) => Some(permits),
+            };
+            // Checked again after admission: drain may have begun while we were waiting.
+            let Some(permits) = admitted.filter(|_| !self.is_closing()) else {
+                log::info!("job {id}: shutting down before it started; left queued");
+                return;
+            };
+            let store = self.store.clone();
+            let Ok(Some((job, claim))) =
+                tokio::task::spawn_blocking(move || reclaim(&store, job)).await
+            else {
+                return;
+            };
+            slot.live.unclaimed.store(false, Ordering::Release);
+            (permits, ctx(job, claim))
         };
         let live = Arc::clone(&slot.live);
         // The render gets a thread of its own, which the pool thread waits for: the render
@@ -659,6 +739,38 @@ impl Inner {
     }
 }
 
+/// Claims a job that waited for a slot without its claim, and reads its record again: `None`
+/// if another worker holds it or has moved it on (started, finished, removed) meanwhile.
+fn reclaim(store: &Store, waited: Job) -> Option<(Job, Claim)> {
+    let id = waited.id;
+    let claim = match store.claim(id) {
+        Ok(Some(claim)) => claim,
+        Ok(None) => {
+            log::info!("job {id}: taken by another worker while it waited here");
+            return None;
+        }
+        Err(e) => {
+            log::error!("job {id}: {e}");
+            return None;
+        }
+    };
+    match store.load(id) {
+        Ok(Some(job)) if job.state == State::Queued => Some((job, claim)),
+        Ok(Some(job)) => {
+            log::info!(
+                "job {id}: {} by another worker while it waited here",
+                job.state
+            );
+            None
+        }
+        Ok(None) => None,
+        Err(e) => {
+            log::error!("job {id}: {e}");
+            None
+        }
+    }
+}
+
 /// Everything a render thread needs; owns the claim, so the claim lasts exactly as long as the
 /// thread works on the job.
 struct RunCtx {
@@ -671,6 +783,8 @@ struct RunCtx {
     pages: u32,
     max_pages: u32,
     deadline: Duration,
+    /// This render holds every slot of its process.
+    alone: bool,
 }
 
 /// How a render ended, when not with a published PDF.
@@ -697,7 +811,7 @@ impl RunCtx {
     /// Marks the job running, renders, publishes, records the end. Blocking.
     fn run(mut self) {
         let id = self.job.id;
-        self.job.begin_attempt(self.pages);
+        self.job.begin_attempt(self.pages, self.alone);
         // Counting the attempt on disk before rendering is what lets a worker that dies on
         // this job be noticed (max_attempts).
         if let Err(e) = self.store.save(&self.job) {
@@ -706,9 +820,10 @@ impl RunCtx {
         }
         self.live.set_state(State::Running);
         log::info!(
-            "job {id}: started, attempt {}, {}",
+            "job {id}: started, attempt {}, {}{}",
             self.job.attempts,
-            about_pages(self.pages)
+            about_pages(self.pages),
+            if self.job.is_suspect() { ", alone" } else { "" }
         );
         let started = Instant::now();
         let ending = self.render_and_publish();

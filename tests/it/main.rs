@@ -2,10 +2,12 @@
 //! `pdfworker` binary, and real nginx where the area needs it.
 
 mod browser;
+mod cli;
 mod dbs;
 mod jobs;
 mod listen;
 mod nginx;
+mod pool;
 mod protocol;
 mod reports;
 mod sources;
