@@ -243,7 +243,7 @@ impl<'w> TableWriter<'w> {
             if self.y - ROW_H < MARGIN {
                 self.new_page_in_group()?;
             }
-            self.draw_with(1, cells.len(), kind, &|i, k| {
+            self.draw_with(1, cells.len(), kind, true, &|i, k| {
                 if k == 0 { cells.get(i).copied() } else { None }
             });
             return Ok(());
@@ -483,7 +483,7 @@ impl<'w> TableWriter<'w> {
 
     fn draw_lines(&mut self, lines: &[Vec<String>], kind: Kind) {
         let n = lines.iter().map(Vec::len).max().unwrap_or(1).max(1);
-        self.draw_with(n, lines.len(), kind, &|i, k| {
+        self.draw_with(n, lines.len(), kind, false, &|i, k| {
             lines.get(i).and_then(|c| c.get(k)).map(String::as_str)
         });
     }
@@ -502,11 +502,14 @@ impl<'w> TableWriter<'w> {
     }
 
     /// Background band, then one `TJ` per line; `cell(i, k)` is line `k` of cell `i`.
+    /// `fits`: every cell is known to fit its column (`single_line` measured them), so no
+    /// cell is measured again here.
     fn draw_with<'c>(
         &mut self,
         n: usize,
         cells: usize,
         kind: Kind,
+        fits: bool,
         cell: &dyn Fn(usize, usize) -> Option<&'c str>,
     ) {
         let h = row_height(n);
@@ -538,7 +541,8 @@ impl<'w> TableWriter<'w> {
                 let Some(col) = self.cols.get(i) else { break };
                 let label = i == 0 && matches!(kind, Kind::Subtotal | Kind::Total);
                 let spans = kind == Kind::Group || label;
-                if !spans && face.width(text, BODY_SIZE) > col.right - col.left - 2.0 * PAD {
+                if !fits && !spans && face.width(text, BODY_SIZE) > col.right - col.left - 2.0 * PAD
+                {
                     smaller.push((i, text));
                     continue;
                 }

@@ -458,3 +458,32 @@ impl Sqlite {
         String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
     }
 }
+
+/// The server shared by the tests running now (in any module); started again once all of
+/// them have finished with it, so it stops with the last one (a static would never drop).
+fn shared<T>(
+    slot: &std::sync::Mutex<std::sync::Weak<T>>,
+    start: fn() -> Option<T>,
+) -> Option<std::sync::Arc<T>> {
+    let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(db) = slot.upgrade() {
+        return Some(db);
+    }
+    let db = std::sync::Arc::new(start()?);
+    *slot = std::sync::Arc::downgrade(&db);
+    Some(db)
+}
+
+/// The PostgreSQL server tests share.
+pub fn shared_postgres() -> Option<std::sync::Arc<Postgres>> {
+    static SLOT: std::sync::Mutex<std::sync::Weak<Postgres>> =
+        std::sync::Mutex::new(std::sync::Weak::new());
+    shared(&SLOT, Postgres::start)
+}
+
+/// The MariaDB server tests share.
+pub fn shared_mariadb() -> Option<std::sync::Arc<Mariadb>> {
+    static SLOT: std::sync::Mutex<std::sync::Weak<Mariadb>> =
+        std::sync::Mutex::new(std::sync::Weak::new());
+    shared(&SLOT, Mariadb::start)
+}

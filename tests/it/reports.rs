@@ -10,8 +10,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
@@ -28,25 +28,12 @@ const DROID: &str = "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf";
 
 // ---- shared servers --------------------------------------------------------------------------
 
-/// The server shared by the tests running now; started again if all of them have finished.
-fn shared<T>(slot: &Mutex<Weak<T>>, start: fn() -> Option<T>) -> Option<Arc<T>> {
-    let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(db) = slot.upgrade() {
-        return Some(db);
-    }
-    let db = Arc::new(start()?);
-    *slot = Arc::downgrade(&db);
-    Some(db)
-}
-
 fn pg() -> Option<Arc<Postgres>> {
-    static SLOT: Mutex<Weak<Postgres>> = Mutex::new(Weak::new());
-    shared(&SLOT, Postgres::start)
+    crate::dbs::shared_postgres()
 }
 
 fn maria() -> Option<Arc<Mariadb>> {
-    static SLOT: Mutex<Weak<Mariadb>> = Mutex::new(Weak::new());
-    shared(&SLOT, Mariadb::start)
+    crate::dbs::shared_mariadb()
 }
 
 /// A table name no other test uses.

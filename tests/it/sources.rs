@@ -6,8 +6,8 @@
 //! (each test uses its own tables); a test that stops a server starts its own.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use pdfworker::reports::source::{self, Binding, SourceError};
@@ -67,25 +67,12 @@ impl TestDb for Sqlite {
     }
 }
 
-/// The server shared by the tests running now; started again if all of them have finished.
-fn shared<T>(slot: &Mutex<Weak<T>>, start: fn() -> Option<T>) -> Option<Arc<T>> {
-    let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(db) = slot.upgrade() {
-        return Some(db);
-    }
-    let db = Arc::new(start()?);
-    *slot = Arc::downgrade(&db);
-    Some(db)
-}
-
 fn pg() -> Option<Arc<Postgres>> {
-    static SLOT: Mutex<Weak<Postgres>> = Mutex::new(Weak::new());
-    shared(&SLOT, Postgres::start)
+    crate::dbs::shared_postgres()
 }
 
 fn maria() -> Option<Arc<Mariadb>> {
-    static SLOT: Mutex<Weak<Mariadb>> = Mutex::new(Weak::new());
-    shared(&SLOT, Mariadb::start)
+    crate::dbs::shared_mariadb()
 }
 
 /// A table name no other test uses.
