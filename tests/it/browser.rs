@@ -646,13 +646,20 @@ fn issue_3_product_flow_in_headless_chromium() {
             "const r = document.getElementById('rows');
              const underflow = r.validity.rangeUnderflow;
              document.querySelector('form').noValidate = true;
+             window.pdfworkerBeforeSubmit = true;
              return underflow;",
         )
         .expect("switch off the browser's validation");
     assert_eq!(blocked, json!(true), "the browser sees rows=0 as below min");
     b.click("button[type=submit]");
+    // The form page posts to its own URL, so the URL alone cannot tell the answer from the
+    // page we typed into: wait until the marker set on that page is gone.
     let bad = poll(&b, Duration::from_secs(30), "the form page again", || {
-        b.url().ends_with("/reports/ledger").then(|| {
+        let fresh = b
+            .script("return window.pdfworkerBeforeSubmit !== true;")
+            .ok()?
+            == json!(true);
+        (fresh && b.url().ends_with("/reports/ledger")).then(|| {
             b.script(
                 "const r = document.getElementById('rows');
                  const e = document.getElementById('rows-error');
