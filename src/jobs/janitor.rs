@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::MissedTickBehavior;
 
 use super::job::{Death, MAX_BYSTANDER_CRASHES, now_ms};
-use super::runner::{Inner, Pending, Runner};
+use super::runner::{Inner, JobCounts, Pending, Runner};
 use super::{Job, JobId, State, StoreError};
 
 /// `tokio::time::interval` panics on a zero period; a misconfigured zero means "often".
@@ -71,6 +71,7 @@ impl Inner {
         let now = now_ms();
         // (created, id) of unfinished jobs not live here.
         let mut waiting = Vec::new();
+        let mut counts = JobCounts::default();
         for id in ids {
             if self.is_closing() {
                 return Vec::new();
@@ -79,16 +80,23 @@ impl Inner {
                 continue;
             }
             match self.load_reporting_corrupt(id) {
-                Ok(Some(job)) if job.state.is_final() => {
-                    if let Err(e) = self.expire_if_old(&job, now) {
+                Ok(Some(job)) if job.state.is_final() => match self.expire_if_old(&job, now) {
+                    Ok(true) => {}
+                    Ok(false) => counts.add(job.state),
+                    Err(e) => {
+                        counts.add(job.state);
                         log::error!("job {id}: janitor: {e}");
                     }
+                },
+                Ok(Some(job)) => {
+                    counts.add(job.state);
+                    waiting.push((job.created_ms, id));
                 }
-                Ok(Some(job)) => waiting.push((job.created_ms, id)),
                 Ok(None) => {}
                 Err(e) => log::error!("job {id}: janitor: {e}"),
             }
         }
+        *self.swept.lock().unwrap_or_else(PoisonError::into_inner) = counts;
         waiting.sort_unstable();
         let mut found = Vec::new();
         for (_, id) in waiting {
@@ -173,11 +181,12 @@ impl Inner {
         Ok(Some(Pending { job, claim, slot }))
     }
 
-    fn expire_if_old(&self, job: &Job, now: u64) -> Result<(), StoreError> {
+    /// Removes a finished job past its retention; true if it did.
+    fn expire_if_old(&self, job: &Job, now: u64) -> Result<bool, StoreError> {
         let retention = u64::try_from(self.config.retention.as_millis()).unwrap_or(u64::MAX);
         let finished = job.finished_ms.unwrap_or(job.created_ms);
         if now.saturating_sub(finished) < retention {
-            return Ok(());
+            return Ok(false);
         }
         // Whoever holds the claim may still be writing the record; a final job's claim is only
         // held for moments, so skipping it costs one interval.
@@ -185,8 +194,9 @@ impl Inner {
             self.store.remove(job.id)?;
             drop(claim);
             log::info!("job {}: expired, removed", job.id);
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Loads a record; a corrupt one is logged the first time it is seen and then skipped.

@@ -253,6 +253,31 @@ pub(super) struct Inner {
     pub(super) corrupt_seen: Mutex<HashSet<JobId>>,
     /// Woken when a job task ends here: a slot may be free, so the janitor looks again.
     pub(super) sweep_soon: Notify,
+    /// Records by state as the janitor last saw them (jobs live here excluded; `job_counts`
+    /// adds those from `live`).
+    pub(super) swept: Mutex<JobCounts>,
+}
+
+/// How many job records there are in each state, across the data directory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    pub queued: u64,
+    pub running: u64,
+    pub done: u64,
+    pub failed: u64,
+}
+
+impl JobCounts {
+    /// Counts one more job in `state`.
+    pub fn add(&mut self, state: State) {
+        let n = match state {
+            State::Queued => &mut self.queued,
+            State::Running => &mut self.running,
+            State::Done => &mut self.done,
+            State::Failed => &mut self.failed,
+        };
+        *n += 1;
+    }
 }
 
 /// Shared between a render thread (writer) and `progress()` (reader).
@@ -398,6 +423,7 @@ impl Runner {
             tasks_done: Notify::new(),
             corrupt_seen: Mutex::new(HashSet::new()),
             sweep_soon: Notify::new(),
+            swept: Mutex::new(JobCounts::default()),
         };
         Runner {
             inner: Arc::new(inner),
@@ -470,6 +496,20 @@ impl Runner {
             Arc::clone(&inner).run(pending).await;
             inner.sweep_soon.notify_one();
         });
+    }
+
+    /// Job records by state: what the janitor's last sweep found, with this process's own
+    /// queued and running jobs as they are now. At most one janitor interval old.
+    pub fn job_counts(&self) -> JobCounts {
+        let mut counts = *self
+            .inner
+            .swept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for live in self.inner.live_map().values() {
+            counts.add(live.progress().state);
+        }
+        counts
     }
 
     /// The job's live state if this process has it queued or running; `None` otherwise (the
