@@ -4,106 +4,279 @@
 #
 #   sudo PDFWORKER_INSTANCES=2 ./deploy/install.sh
 #
-# What it does (run it again to upgrade; it is idempotent):
+# Idempotent: run again with the same build and N, it rewrites no file, restarts nothing and
+# succeeds. Run with a new build (or changed units) it upgrades: the instances are restarted
+# one after another, and each `systemctl restart` returns only once the new process has said
+# READY=1 (Type=notify), so the others serve meanwhile and requests sent to the restarting one
+# wait in its socket (a rolling restart). deploy/uninstall.sh undoes it.
+#
+# What it does:
 #   - installs nginx if missing;
 #   - creates the system user and group `pdfworker`, and adds www-data (nginx) to the group
 #     so nginx can read the finished PDFs;
 #   - copies the binary to /usr/local/bin, the units to /etc/systemd/system, README to
-#     /usr/local/share/doc/pdfworker;
+#     /usr/local/share/doc/pdfworker, each only when it differs from the installed one;
+#   - creates /var/lib/pdfworker as the unit's StateDirectory= would, and runs
+#     `pdfworker check-config` on it and /etc/pdfworker/reports as the user `pdfworker`;
+#   - raises nginx's limits in /etc/nginx/nginx.conf to at least `worker_rlimit_nofile 65536`
+#     (main context) and `worker_connections 16384` (events): every live-progress watcher
+#     holds a client and an upstream connection for as long as it watches;
 #   - installs nginx/pdfworker.conf as the site `pdfworker` with one upstream line per
 #     instance, and disables Debian's stock `default` site (both want port 80);
-#   - enables and (re)starts pdfworker@1..N (socket + service), stops instances above N;
-#   - checks the nginx config and reloads nginx.
+#   - enables and starts pdfworker@1..N (socket + service), restarts them when the binary or
+#     the units changed, stops and disables instances above N;
+#   - checks the nginx config and reloads nginx when its config changed.
 set -euo pipefail
-
-root=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
-cd "$root"
 
 die() {
     printf 'error: %s\n' "$*" >&2
     exit 1
 }
 
-instances=${PDFWORKER_INSTANCES:-2}
-[[ $instances =~ ^[1-9][0-9]*$ ]] || die "PDFWORKER_INSTANCES must be a positive number"
-[ "$(id -u)" -eq 0 ] || die "run as root"
-command -v systemctl >/dev/null 2>&1 || die "systemd is required"
-bin=target/release/pdfworker
-[ -x "$bin" ] || die "$bin not found; run 'cargo build --release' first (as your user)"
+# The nginx limits the site needs (see nginx/pdfworker.conf). The unit's LimitNOFILE=16384
+# is the worker's own, a separate process.
+NGINX_RLIMIT_NOFILE=65536
+NGINX_WORKER_CONNECTIONS=16384
 
-if ! command -v nginx >/dev/null 2>&1; then
-    apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx
-fi
-
-getent group pdfworker >/dev/null || groupadd --system pdfworker
-if ! getent passwd pdfworker >/dev/null; then
-    useradd --system --gid pdfworker --home-dir /var/lib/pdfworker --no-create-home \
-        --shell /usr/sbin/nologin --comment "pdfworker FastCGI worker" pdfworker
-fi
-# nginx workers pick up the new group at their next start (the reload below).
-usermod --append --groups pdfworker www-data
-
-# Instances running now (from an earlier install), to stop those above N further down.
-running=$(systemctl list-units --plain --no-legend --state=active 'pdfworker@*.service' |
-    awk '{print $1}')
-# Copy, then rename: running instances keep the old file until their restart below.
-install -m 0755 "$bin" /usr/local/bin/pdfworker.new
-mv -f /usr/local/bin/pdfworker.new /usr/local/bin/pdfworker
-install -m 0644 deploy/pdfworker@.socket deploy/pdfworker@.service /etc/systemd/system/
-# Report definitions: the shipped examples on a first install only; afterwards the folder is
-# the site's own. The demo database is made once, readable by the workers.
-if [ ! -d /etc/pdfworker/reports ]; then
-    install -d -m 0755 /etc/pdfworker /etc/pdfworker/reports
-    install -m 0644 reports/*.toml /etc/pdfworker/reports/
-    /usr/local/bin/pdfworker demo-data --out /etc/pdfworker/reports/demo.sqlite
-    chmod 0644 /etc/pdfworker/reports/demo.sqlite
-fi
-/usr/local/bin/pdfworker check-config --reports-dir /etc/pdfworker/reports \
-    --data-dir /var/lib/pdfworker || echo "warning: check-config found problems (above)" >&2
-install -d -m 0755 /usr/local/share/doc/pdfworker
-[ -f README.md ] && install -m 0644 README.md /usr/local/share/doc/pdfworker/README.md
-systemctl daemon-reload
-
-# The site, with the two example upstream lines replaced by one per instance.
-site=/etc/nginx/sites-available/pdfworker
-awk -v n="$instances" '
-    /^[[:space:]]*server unix:\/run\/pdfworker\/[0-9]+\.sock;/ {
-        if (!done) {
-            for (i = 1; i <= n; i++) printf "    server unix:/run/pdfworker/%d.sock;\n", i
-            done = 1
-        }
-        next
-    }
-    { print }
-' nginx/pdfworker.conf >"$site.new"
-mv -f "$site.new" "$site"
-ln -sfn "$site" /etc/nginx/sites-enabled/pdfworker
-if [ -L /etc/nginx/sites-enabled/default ] &&
-    [ "$(readlink -f /etc/nginx/sites-enabled/default)" = /etc/nginx/sites-available/default ]; then
-    echo "disabling nginx's stock default site (it also listens on port 80)"
-    rm -f /etc/nginx/sites-enabled/default
-fi
-nginx -t
-
-for ((i = 1; i <= instances; i++)); do
-    systemctl enable --now "pdfworker@$i.socket"
-    systemctl enable "pdfworker@$i.service"
-    # restart, not start: an upgrade must load the new binary.
-    systemctl restart "pdfworker@$i.service"
-done
-# Fewer instances than last time: stop and disable the rest.
-for unit in $running; do
-    n=${unit#pdfworker@}
-    n=${n%.service}
-    if [[ $n =~ ^[0-9]+$ ]] && [ "$n" -gt "$instances" ]; then
-        systemctl disable --now "pdfworker@$n.service" "pdfworker@$n.socket"
+# put MODE SRC DEST: installs SRC as DEST (a temp file renamed over it, so a reader never
+# sees half a file) unless DEST has that content and mode already. Status 0 when it wrote,
+# 1 when DEST was up to date.
+put() {
+    local mode=$1 src=$2 dest=$3
+    if [ -f "$dest" ] && cmp -s "$src" "$dest" && [ "$(stat -c %a "$dest")" = "${mode#0}" ]; then
+        return 1
     fi
-done
+    install -m "$mode" "$src" "$dest.new"
+    mv -f "$dest.new" "$dest"
+    echo "installed $dest"
+}
 
-systemctl reload-or-restart nginx
-systemctl enable nginx
+# nginx_limits FILE: FILE (an nginx.conf) on stdout with worker_rlimit_nofile in the main
+# context and worker_connections in `events {}` raised to at least the values above; a
+# directive that is missing is added, one with a higher value is left alone, and a file
+# that already has them comes out unchanged. Directives are matched one per line, as
+# Debian's nginx.conf has them; the caller checks the result with `nginx -t`.
+nginx_limits() {
+    awk -v rlimit="$NGINX_RLIMIT_NOFILE" -v conns="$NGINX_WORKER_CONNECTIONS" '
+        # The line without its comment.
+        function code(line) { sub(/#.*/, "", line); return line }
+        function braces(line,   c, opens, closes) {
+            c = code(line)
+            opens = gsub(/\{/, "{", c)
+            closes = gsub(/\}/, "}", c)
+            return opens - closes
+        }
+        function value(line,   c) {
+            c = code(line)
+            sub(/^[[:space:]]*[a-z_]+[[:space:]]+/, "", c)
+            sub(/[[:space:]]*;.*$/, "", c)
+            return c
+        }
+        function raised(line, name, want,   indent) {
+            if (value(line) ~ /^[0-9]+$/ && value(line) + 0 >= want) return line
+            match(line, /^[[:space:]]*/)
+            indent = substr(line, 1, RLENGTH)
+            return indent name " " want ";"
+        }
+        # First pass: which directives exist, and where the events block is.
+        NR == FNR {
+            c = code($0)
+            if (depth == 0 && c ~ /^[[:space:]]*worker_rlimit_nofile[[:space:]]/) has_rlimit = 1
+            if (depth == 0 && c ~ /^[[:space:]]*events[[:space:]]*\{/) has_events = 1
+            if (in_events && depth == 1 && c ~ /^[[:space:]]*worker_connections[[:space:]]/) has_conns = 1
+            if (depth == 0 && c ~ /^[[:space:]]*events[[:space:]]*\{/) in_events = 1
+            depth += braces($0)
+            if (depth == 0) in_events = 0
+            next
+        }
+        FNR == 1 { depth = 0; in_events = 0 }
+        {
+            c = code($0)
+            if (depth == 0 && c ~ /^[[:space:]]*worker_rlimit_nofile[[:space:]]/) {
+                print raised($0, "worker_rlimit_nofile", rlimit)
+            } else if (in_events && depth == 1 && c ~ /^[[:space:]]*worker_connections[[:space:]]/) {
+                print raised($0, "worker_connections", conns)
+            } else if (depth == 0 && c ~ /^[[:space:]]*events[[:space:]]*\{/) {
+                if (!has_rlimit) print "worker_rlimit_nofile " rlimit ";"
+                print
+                if (!has_conns) print "\tworker_connections " conns ";"
+                in_events = 1
+            } else {
+                print
+            }
+            depth += braces($0)
+            if (depth == 0) in_events = 0
+        }
+        END {
+            if (!has_events) {
+                if (!has_rlimit) print "worker_rlimit_nofile " rlimit ";"
+                print "events {"
+                print "\tworker_connections " conns ";"
+                print "}"
+            }
+        }
+    ' "$1" "$1"
+}
 
-echo
-echo "installed: $instances instance(s); status: systemctl status 'pdfworker@*'"
-echo "logs: journalctl -u 'pdfworker@*' -f"
+# Every pdfworker@N unit systemd knows of or has enabled, one name a line.
+known_instances() {
+    {
+        systemctl list-units --all --plain --no-legend 'pdfworker@*.socket' 'pdfworker@*.service' |
+            awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^pdfworker@/) { print $i; break } }'
+        find /etc/systemd/system -path '*.wants/pdfworker@*' -printf '%f\n' 2>/dev/null
+    } | sort -u
+}
+
+main() {
+    local root instances bin changed=no code_changed=no units_changed=no nginx_changed=no
+    root=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)
+    cd "$root"
+
+    instances=${PDFWORKER_INSTANCES:-2}
+    [[ $instances =~ ^[1-9][0-9]*$ ]] || die "PDFWORKER_INSTANCES must be a positive number"
+    [ "$(id -u)" -eq 0 ] || die "run as root"
+    command -v systemctl >/dev/null 2>&1 || die "systemd is required"
+    bin=target/release/pdfworker
+    [ -x "$bin" ] || die "$bin not found; run 'cargo build --release' first (as your user)"
+
+    if ! command -v nginx >/dev/null 2>&1; then
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx
+    fi
+
+    getent group pdfworker >/dev/null || groupadd --system pdfworker
+    if ! getent passwd pdfworker >/dev/null; then
+        useradd --system --gid pdfworker --home-dir /var/lib/pdfworker --no-create-home \
+            --shell /usr/sbin/nologin --comment "pdfworker FastCGI worker" pdfworker
+    fi
+    # nginx workers pick up the new group at their next start (the reload below).
+    if ! id -nG www-data | tr ' ' '\n' | grep -qx pdfworker; then
+        usermod --append --groups pdfworker www-data
+        nginx_changed=yes
+    fi
+
+    # Running instances keep the old binary (renamed over, not rewritten) until restarted.
+    put 0755 "$bin" /usr/local/bin/pdfworker && code_changed=yes
+    put 0644 deploy/pdfworker@.service /etc/systemd/system/pdfworker@.service && units_changed=yes
+    local had_socket=no
+    [ -e /etc/systemd/system/pdfworker@.socket ] && had_socket=yes
+    if put 0644 deploy/pdfworker@.socket /etc/systemd/system/pdfworker@.socket; then
+        units_changed=yes
+        # A running socket keeps its old settings; restarting it would drop the connections
+        # queued in it, so that is left to the operator.
+        [ "$had_socket" = yes ] &&
+            echo "note: pdfworker@.socket changed; it applies when each socket is restarted" \
+                "(systemctl restart pdfworker@N.socket, which restarts the service too)"
+    fi
+    [ "$units_changed" = yes ] && systemctl daemon-reload
+    install -d -m 0755 /usr/local/share/doc/pdfworker
+    put 0644 README.md /usr/local/share/doc/pdfworker/README.md && changed=yes
+
+    # Report definitions: the shipped examples on a first install only; afterwards the folder
+    # is the site's own. The demo database is made once, readable by the workers.
+    if [ ! -d /etc/pdfworker/reports ]; then
+        install -d -m 0755 /etc/pdfworker /etc/pdfworker/reports
+        install -m 0644 reports/*.toml /etc/pdfworker/reports/
+        /usr/local/bin/pdfworker demo-data --out /etc/pdfworker/reports/demo.sqlite
+        chmod 0644 /etc/pdfworker/reports/demo.sqlite
+    fi
+    # What StateDirectory= makes at the first start; made here so check-config can judge it
+    # as the user that will write it.
+    [ -d /var/lib/pdfworker ] ||
+        install -d -o pdfworker -g pdfworker -m 0750 /var/lib/pdfworker
+    (cd / && runuser -u pdfworker -- /usr/local/bin/pdfworker check-config \
+        --reports-dir /etc/pdfworker/reports --data-dir /var/lib/pdfworker) ||
+        echo "warning: check-config found problems (above)" >&2
+
+    # nginx's own limits, checked with the site as it is before the file is replaced.
+    local conf=/etc/nginx/nginx.conf
+    if ! nginx_limits "$conf" | cmp -s - "$conf"; then
+        # Beside the original: nginx resolves relative includes from the config's folder.
+        nginx_limits "$conf" >"$conf.pdfworker-new"
+        nginx -q -t -c "$conf.pdfworker-new" ||
+            die "nginx rejects $conf with raised limits (kept as $conf.pdfworker-new); set" \
+                "worker_rlimit_nofile $NGINX_RLIMIT_NOFILE and worker_connections" \
+                "$NGINX_WORKER_CONNECTIONS by hand"
+        [ -e "$conf.pdfworker-orig" ] || cp -p "$conf" "$conf.pdfworker-orig"
+        chmod --reference="$conf" "$conf.pdfworker-new"
+        mv -f "$conf.pdfworker-new" "$conf"
+        echo "raised nginx's limits in $conf (the previous file: $conf.pdfworker-orig)"
+        nginx_changed=yes
+    fi
+
+    # The site, with the two example upstream lines replaced by one per instance.
+    local site=/etc/nginx/sites-available/pdfworker generated
+    generated=$(mktemp)
+    awk -v n="$instances" '
+        /^[[:space:]]*server unix:\/run\/pdfworker\/[0-9]+\.sock;/ {
+            if (!done) {
+                for (i = 1; i <= n; i++) printf "    server unix:/run/pdfworker/%d.sock;\n", i
+                done = 1
+            }
+            next
+        }
+        { print }
+    ' nginx/pdfworker.conf >"$generated"
+    put 0644 "$generated" "$site" && nginx_changed=yes
+    rm -f "$generated"
+    if [ "$(readlink /etc/nginx/sites-enabled/pdfworker || true)" != "$site" ]; then
+        ln -sfn "$site" /etc/nginx/sites-enabled/pdfworker
+        nginx_changed=yes
+    fi
+    if [ -L /etc/nginx/sites-enabled/default ] &&
+        [ "$(readlink -f /etc/nginx/sites-enabled/default)" = /etc/nginx/sites-available/default ]; then
+        echo "disabling nginx's stock default site (it also listens on port 80)"
+        rm -f /etc/nginx/sites-enabled/default
+        nginx_changed=yes
+    fi
+    nginx -q -t
+
+    local i n
+    for ((i = 1; i <= instances; i++)); do
+        systemctl enable --quiet "pdfworker@$i.socket" "pdfworker@$i.service"
+        systemctl is-active --quiet "pdfworker@$i.socket" || systemctl start "pdfworker@$i.socket"
+        if ! systemctl is-active --quiet "pdfworker@$i.service"; then
+            systemctl start "pdfworker@$i.service"
+            echo "started pdfworker@$i"
+            changed=yes
+        elif [ "$code_changed" = yes ] || [ "$units_changed" = yes ]; then
+            # Returns once the new process says READY=1: then the next instance goes.
+            systemctl restart "pdfworker@$i.service"
+            echo "restarted pdfworker@$i"
+        fi
+    done
+
+    # nginx before the instances above N stop, so that it no longer sends them requests
+    # (a connection to a stopped socket would activate the instance again).
+    systemctl enable --quiet nginx
+    if [ "$nginx_changed" = yes ]; then
+        systemctl reload-or-restart nginx
+        echo "reloaded nginx"
+    elif ! systemctl is-active --quiet nginx; then
+        systemctl start nginx
+        echo "started nginx"
+        changed=yes
+    fi
+
+    # Fewer instances than last time: stop and disable the rest, socket and service at once.
+    for n in $(known_instances | sed -n 's/^pdfworker@\([0-9][0-9]*\)\.[a-z]*$/\1/p' | sort -un); do
+        if [ "$n" -gt "$instances" ]; then
+            systemctl disable --now --quiet "pdfworker@$n.socket" "pdfworker@$n.service"
+            echo "stopped and disabled pdfworker@$n"
+            changed=yes
+        fi
+    done
+
+    echo
+    if [ "$changed$code_changed$units_changed$nginx_changed" = nononono ]; then
+        echo "nothing to do: $instances instance(s) installed and running"
+    else
+        echo "installed: $instances instance(s); status: systemctl status 'pdfworker@*'"
+    fi
+    echo "logs: journalctl -u 'pdfworker@*' -f"
+}
+
+# Sourced (to try nginx_limits on a copy of a config): define the functions only.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    main "$@"
+fi

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::builder::RangedU64ValueParser;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::fastcgi::{self, ListenAddr};
 use crate::jobs::RunnerConfig;
@@ -46,6 +46,10 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// Threads that handle requests (renders have threads of their own).
     pub threads: usize,
+    /// Event streams open at once; always below `fastcgi.max_conns`.
+    pub max_streams: usize,
+    /// How often a quiet event stream sends a comment line.
+    pub sse_heartbeat: Duration,
 }
 
 /// `pdfworker render`: the same document as the service, offline.
@@ -82,14 +86,28 @@ where
     T: Into<OsString> + Clone,
 {
     Ok(match Cli::try_parse_from(args)?.command {
-        Sub::Serve(flags) => Command::Serve(Box::new(flags.into())),
-        Sub::CheckConfig(flags) => Command::CheckConfig(Box::new(flags.into())),
+        Sub::Serve(flags) => Command::Serve(Box::new(serve_config(flags)?)),
+        Sub::CheckConfig(flags) => Command::CheckConfig(Box::new(serve_config(flags)?)),
         Sub::Render(flags) => Command::Render(flags.into()),
         Sub::DemoData(flags) => Command::DemoData {
             out: flags.out,
             rows: flags.rows,
         },
     })
+}
+
+/// The serve settings, with the rules that tie two flags together.
+fn serve_config(flags: ServeFlags) -> Result<ServeConfig, clap::Error> {
+    let cfg = ServeConfig::from(flags);
+    if cfg.max_streams >= cfg.fastcgi.max_conns {
+        let message = format!(
+            "--max-streams ({}) must be below --max-conns ({}): streams would take every \
+             connection and pages would wait",
+            cfg.max_streams, cfg.fastcgi.max_conns
+        );
+        return Err(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message));
+    }
+    Ok(cfg)
 }
 
 /// The runner's and the FastCGI layer's own defaults, the source of the flags' defaults.
@@ -221,6 +239,27 @@ struct ServeFlags {
         value_parser = RangedU64ValueParser::<usize>::new().range(1..=65_536)
     )]
     max_conns: usize,
+
+    /// Live-progress streams (/jobs/ID/events) open at once, below --max-conns so pages always
+    /// find a connection; a watcher beyond it gets the progress once and retries later
+    /// [default: 4096, at most half of --max-conns]
+    #[arg(
+        long,
+        env = "PDFWORKER_MAX_STREAMS",
+        value_name = "N",
+        value_parser = RangedU64ValueParser::<usize>::new().range(0..=65_535)
+    )]
+    max_streams: Option<usize>,
+
+    /// A live-progress stream with nothing new sends a comment line this often
+    #[arg(
+        long,
+        env = "PDFWORKER_SSE_HEARTBEAT_SECS",
+        value_name = "N",
+        default_value_t = crate::web::watch::DEFAULT_HEARTBEAT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    sse_heartbeat_secs: u64,
 
     /// Request body limit (413, then the connection is closed)
     #[arg(
@@ -388,6 +427,10 @@ impl From<ServeFlags> for ServeConfig {
             reports_dir: f.reports.reports_dir,
             shutdown_grace: Duration::from_secs(f.shutdown_grace_secs),
             threads: f.threads,
+            max_streams: f
+                .max_streams
+                .unwrap_or(crate::web::DEFAULT_MAX_STREAMS.min(f.max_conns / 2)),
+            sse_heartbeat: Duration::from_secs(f.sse_heartbeat_secs),
         }
     }
 }
@@ -469,8 +512,8 @@ mod tests {
     #[test]
     fn help_of_every_subcommand_lists_its_flags() {
         let cases = [
-            ("serve", 17),
-            ("check-config", 17),
+            ("serve", 19),
+            ("check-config", 19),
             ("render", 9),
             ("demo-data", 2),
         ];
@@ -491,6 +534,28 @@ mod tests {
         for sub in ["serve", "check-config", "render", "demo-data"] {
             assert!(err.to_string().contains(sub), "{sub} in\n{err}");
         }
+    }
+
+    #[test]
+    fn streams_stay_below_the_connection_ceiling() {
+        let serve = |line: &str| match parse_from(args(line)) {
+            Ok(Command::Serve(c)) => Ok((c.max_streams, c.fastcgi.max_conns)),
+            Ok(other) => panic!("{line}: {other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(serve("serve").ok(), Some((4096, 8192)));
+        assert_eq!(serve("serve --max-conns 100").ok(), Some((50, 100)));
+        assert_eq!(serve("serve --max-conns 1").ok(), Some((0, 1)));
+        assert_eq!(
+            serve("serve --max-streams 99 --max-conns 100").ok(),
+            Some((99, 100))
+        );
+        let err = serve("serve --max-streams 100 --max-conns 100").expect_err("equal");
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        assert!(
+            err.to_string()
+                .contains("--max-streams (100) must be below --max-conns (100)")
+        );
     }
 
     #[test]

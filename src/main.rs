@@ -1,5 +1,6 @@
 //! The `pdfworker` binary: parse flags, set up logging, then `serve` or `render`.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -12,6 +13,8 @@ use pdfworker::reports::params::{self, Submitted, Values};
 use pdfworker::reports::render as report_render;
 use pdfworker::reports::{Catalog, Definition, source};
 use pdfworker::{shutdown, web};
+
+mod systemd;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -174,7 +177,8 @@ fn current_definition(
 /// Best effort: failure is logged and the render goes on at normal priority.
 fn lower_thread_priority() {
     // SAFETY: setpriority(2) takes plain integers and touches no memory of ours; `who = 0`
-    // names the calling thread. This and the systemd fd are the crate's only unsafe code.
+    // names the calling thread. This, statvfs in check-config and the systemd fd are the
+    // crate's only unsafe code.
     #[allow(unsafe_code)]
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
     if rc != 0 {
@@ -194,15 +198,7 @@ fn estimate_fn() -> EstimateFn {
 /// `pdfworker check-config`: what `serve` would refuse, said before it has to.
 fn check_config(cfg: &ServeConfig) -> Result<(), String> {
     let mut problems = Vec::new();
-    match std::fs::metadata(&cfg.data_dir) {
-        Ok(m) if m.is_dir() => println!("data dir {}: ok", cfg.data_dir.display()),
-        Ok(_) => problems.push(format!("{} is not a directory", cfg.data_dir.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => println!(
-            "data dir {}: will be created at start",
-            cfg.data_dir.display()
-        ),
-        Err(e) => problems.push(format!("{}: {e}", cfg.data_dir.display())),
-    }
+    check_data_dir(&cfg.data_dir, &mut problems);
     match Catalog::load(&cfg.reports_dir, &ParseContext::default()) {
         Err(errors) => problems.extend(errors.iter().map(ToString::to_string)),
         Ok(catalog) => {
@@ -229,6 +225,292 @@ fn check_config(cfg: &ServeConfig) -> Result<(), String> {
     } else {
         Err(problems.join("\n"))
     }
+}
+
+/// Below this much free space check-config fails: a full disk fails every job, and one PDF
+/// of `--max-pages` pages can take tens of MiB.
+const MIN_FREE_BYTES: u64 = 100 * 1024 * 1024;
+
+/// The data dir as `serve` would use it (issue #8): a directory, or one that can be created;
+/// writable by this user, and its `jobs/` and `files/` too; not open to every local user; on a
+/// file system with room. Prints what it found, pushes what `serve` would trip over.
+fn check_data_dir(dir: &Path, problems: &mut Vec<String>) {
+    use std::os::unix::fs::MetadataExt;
+
+    let shown = dir.display();
+    let me = current_user();
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        // ENOTDIR: a file stands where a folder of the path should be.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return check_missing_data_dir(dir, &me, problems);
+        }
+        Err(e) => {
+            problems.push(format!("data dir {shown}: {e}"));
+            return;
+        }
+    };
+    if !meta.is_dir() {
+        problems.push(format!(
+            "data dir {shown} is not a directory (it is a {}); give --data-dir a directory",
+            file_kind(&meta)
+        ));
+        return;
+    }
+    let mut writable = check_writable(dir, &me, problems);
+    for (name, holds) in [("jobs", "job records"), ("files", "PDFs")] {
+        let sub = dir.join(name);
+        match std::fs::metadata(&sub) {
+            Ok(m) if !m.is_dir() => {
+                writable = false;
+                problems.push(format!(
+                    "data dir {shown}: {name} is a {}, not a directory; serve keeps its {holds} \
+                     there",
+                    file_kind(&m)
+                ));
+            }
+            Ok(_) => writable &= check_writable(&sub, &me, problems),
+            Err(_) => {}
+        }
+    }
+    warn_about_access(dir, &meta, &me);
+    let free = check_free_space(dir, problems);
+    if writable {
+        let (owner, mode) = (owner_of(&meta), meta.mode() & 0o7777);
+        println!("data dir {shown}: ok (owner {owner}, mode {mode:04o}, writable by {me}{free})");
+    }
+}
+
+/// Warnings, not failures: a data dir every local user may read or write, and a check run
+/// as root, who may write anywhere, of a directory root does not own.
+fn warn_about_access(dir: &Path, meta: &std::fs::Metadata, me: &User) {
+    use std::os::unix::fs::MetadataExt;
+
+    let (shown, mode) = (dir.display(), meta.mode() & 0o7777);
+    if mode & 0o002 != 0 {
+        println!(
+            "warning: data dir {shown} is world-writable (mode {mode:04o}): any local user can \
+             replace job records and PDFs; use 0750 (the unit's StateDirectoryMode)"
+        );
+    } else if mode & 0o004 != 0 {
+        println!(
+            "warning: data dir {shown} is world-readable (mode {mode:04o}): every local user \
+             can read every PDF; use 0750 (the unit's StateDirectoryMode)"
+        );
+    }
+    if me.uid == Some(0) && meta.uid() != 0 {
+        println!(
+            "warning: data dir {shown} is owned by {} but check-config runs as root, who may \
+             write anywhere; check as the user serve runs as (runuser -u USER -- pdfworker \
+             check-config ...)",
+            owner_of(meta)
+        );
+    }
+}
+
+/// Pushes a problem naming owner and mode when this user cannot create files in `dir`.
+fn check_writable(dir: &Path, me: &User, problems: &mut Vec<String>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+
+    let Err(e) = try_write(dir) else {
+        return true;
+    };
+    let (owner, mode) = std::fs::metadata(dir).map_or_else(
+        |_| ("?".to_owned(), 0),
+        |m| (owner_of(&m), m.mode() & 0o7777),
+    );
+    problems.push(format!(
+        "data dir {}: not writable by {me}, who runs check-config ({e}); it is owned by \
+         {owner} with mode {mode:04o}: run serve as a user who may write it, or chown it to \
+         the user serve runs as",
+        dir.display()
+    ));
+    false
+}
+
+/// "user:group" of a file, by name where `/etc/passwd` and `/etc/group` have one.
+fn owner_of(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+
+    format!(
+        "{}:{}",
+        id_name("/etc/passwd", meta.uid()),
+        id_name("/etc/group", meta.gid())
+    )
+}
+
+/// A data dir that does not exist yet: `serve` creates it (and systemd's StateDirectory= does
+/// before that) when its nearest existing ancestor is a directory this user may write.
+fn check_missing_data_dir(dir: &Path, me: &User, problems: &mut Vec<String>) {
+    use std::os::unix::fs::MetadataExt;
+
+    let shown = dir.display();
+    let Some((ancestor, meta)) = dir
+        .ancestors()
+        .skip(1)
+        .map(|a| {
+            if a.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                a
+            }
+        })
+        .find_map(|a| std::fs::metadata(a).ok().map(|m| (a, m)))
+    else {
+        problems.push(format!("data dir {shown}: no part of the path exists"));
+        return;
+    };
+    if !meta.is_dir() {
+        problems.push(format!(
+            "data dir {shown} does not exist and cannot be created: {} is a {}, not a directory",
+            ancestor.display(),
+            file_kind(&meta)
+        ));
+        return;
+    }
+    if let Err(e) = try_write(ancestor) {
+        problems.push(format!(
+            "data dir {shown} does not exist and {me}, who runs check-config, cannot create it: \
+             {} is not writable ({e}; owned by {}, mode {:04o})",
+            ancestor.display(),
+            owner_of(&meta),
+            meta.mode() & 0o7777
+        ));
+        return;
+    }
+    let free = check_free_space(ancestor, problems);
+    println!(
+        "data dir {shown}: will be created at start (in {}, writable by {me}{free})",
+        ancestor.display()
+    );
+}
+
+/// Pushes a problem when the file system holding `path` has less than [`MIN_FREE_BYTES`]
+/// free for us; returns "; N free" for the ok line.
+fn check_free_space(path: &Path, problems: &mut Vec<String>) -> String {
+    match free_bytes(path) {
+        Ok(free) if free < MIN_FREE_BYTES => {
+            problems.push(format!(
+                "data dir {}: only {} free on its file system; serve needs at least {} for job \
+                 records and PDFs",
+                path.display(),
+                size(free),
+                size(MIN_FREE_BYTES)
+            ));
+            String::new()
+        }
+        Ok(free) => format!("; {} free", size(free)),
+        Err(e) => {
+            problems.push(format!(
+                "data dir {}: free space unknown: {e}",
+                path.display()
+            ));
+            String::new()
+        }
+    }
+}
+
+/// Creates and removes a file in `dir`: the only honest test of "writable" (modes, ACLs,
+/// read-only mounts and root's privileges all have their say).
+fn try_write(dir: &Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".check-config-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
+}
+
+/// Bytes free for unprivileged users on the file system holding `path` (statvfs(3)).
+fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL byte in the path")
+    })?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c_path` is NUL-terminated and outlives the call; `st` points to writable
+    // memory of the struct statvfs(3) fills, read only after it returned 0.
+    #[allow(unsafe_code)]
+    let st = unsafe {
+        if libc::statvfs(c_path.as_ptr(), st.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        st.assume_init()
+    };
+    let (blocks, block_size): (u64, u64) = (st.f_bavail, st.f_frsize);
+    Ok(blocks.saturating_mul(block_size))
+}
+
+fn size(bytes: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    let mib = bytes as f64 / MIB;
+    if mib >= 1024.0 {
+        format!("{:.1} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.0} MiB")
+    }
+}
+
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_file() {
+        "regular file"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_fifo() {
+        "named pipe"
+    } else if t.is_block_device() || t.is_char_device() {
+        "device"
+    } else {
+        "special file"
+    }
+}
+
+/// Who this process runs as, for messages: "pdfworker (uid 998)".
+struct User {
+    uid: Option<u32>,
+}
+
+impl std::fmt::Display for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.uid {
+            Some(uid) => write!(f, "{} (uid {uid})", id_name("/etc/passwd", uid)),
+            None => f.write_str("this user"),
+        }
+    }
+}
+
+/// The effective uid, from `/proc/self/status` (its `Uid:` line: real, effective, ...), which
+/// spares an unsafe libc call.
+fn current_user() -> User {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        });
+    User { uid }
+}
+
+/// The name `/etc/passwd` or `/etc/group` gives `id`, or the number (users from NSS
+/// services such as LDAP are shown by number).
+fn id_name(db: &str, id: u32) -> String {
+    let text = std::fs::read_to_string(db).unwrap_or_default();
+    text.lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let found: u32 = fields.nth(1)?.parse().ok()?;
+            (found == id).then(|| name.to_owned())
+        })
+        .unwrap_or_else(|| id.to_string())
 }
 
 fn serve(cfg: ServeConfig) -> Result<(), String> {
@@ -270,32 +552,58 @@ fn serve(cfg: ServeConfig) -> Result<(), String> {
             let stop = stop.clone();
             tokio::spawn(async move { runner.run_janitor(stop.wait()).await })
         };
-        let app = Arc::new(web::App::new(runner.clone(), catalog));
+        // Bumped by the server, read by the app's /metrics.
+        let fastcgi_stats = Arc::new(fastcgi::Stats::default());
+        let app = Arc::new(
+            web::App::new(runner.clone(), catalog, Arc::clone(&fastcgi_stats))
+                .with_streams(cfg.max_streams, cfg.sse_heartbeat),
+        );
         log::info!(
             "pdfworker {} serving, data in {}, {} render slots",
             env!("CARGO_PKG_VERSION"),
             cfg.data_dir.display(),
             cfg.runner.slots
         );
-        // Renders drain while the server drains its connections: one grace period for both,
-        // so systemd's TimeoutStopSec only has to cover the grace plus writing one file.
+        // One grace period from SIGTERM for connections and renders both, so systemd's
+        // TimeoutStopSec only has to cover the grace plus writing one file. Renders go on
+        // while the server drains its connections, and the runner starts closing only once
+        // they are gone: nginx may still send a POST on a kept-alive connection in that
+        // time, and a closing runner would refuse it with 503 (a rolling restart must fail
+        // no request, tests/it/restart.rs).
+        let (conns_closed, on_conns_closed) = tokio::sync::oneshot::channel::<()>();
         let drain = {
             let runner = runner.clone();
             let stop = stop.clone();
             let grace = cfg.shutdown_grace;
             tokio::spawn(async move {
                 stop.wait().await;
-                runner.drain(grace).await;
+                let deadline = tokio::time::Instant::now() + grace;
+                systemd::stopping(&format!(
+                    "draining: up to {grace:?} for open requests and renders"
+                ));
+                let _ = tokio::time::timeout_at(deadline, on_conns_closed).await;
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                runner.drain(left).await;
             })
         };
+        // The listener is listening (connections wait in its backlog until the accept loop
+        // below takes them) and the janitor is started: this instance serves.
+        systemd::ready(&format!(
+            "serving on {}, {} render slots",
+            listener.describe(),
+            cfg.runner.slots
+        ));
+        systemd::heartbeat(runner.clone(), stop.clone());
         let served = fastcgi::serve(
             listener,
             app,
             cfg.fastcgi.clone(),
+            fastcgi_stats,
             cfg.shutdown_grace,
             stop.wait(),
         )
         .await;
+        let _ = conns_closed.send(());
         let _ = drain.await;
         served.map_err(|e| format!("server: {e}"))?;
         let _ = janitor.await;

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::record::{self, BeginRequest, ProtocolError};
 use super::request::{Abort, Active, Out, Request, Response};
-use super::{Config, Handler, pairs};
+use super::{Config, Handler, ProtocolErrorKind, Stats, pairs};
 
 /// Messages queued towards one connection's writer; a bound gives back-pressure to handlers
 /// that write faster than the web server reads.
@@ -51,6 +51,7 @@ pub(crate) async fn run<S, H>(
     conn_id: u64,
     handler: Arc<H>,
     config: Arc<Config>,
+    stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -71,12 +72,16 @@ pub(crate) async fn run<S, H>(
         conn_id,
         handler,
         config: config.clone(),
+        stats,
         tx,
         active: Arc::new(Active::default()),
         incoming: HashMap::new(),
         reject_drain: None,
     };
     let stop = conn.read_loop(&mut reader, &closed, &mut shutdown).await;
+    if let Some(kind) = stop.error_kind() {
+        conn.stats.count_error(kind);
+    }
     match &stop {
         Stop::Eof | Stop::Closed | Stop::Shutdown => {
             log::debug!("conn {conn_id}: closed ({})", stop.describe())
@@ -104,6 +109,28 @@ impl Stop {
             Stop::Io(e) => format!("read error: {e}"),
         }
     }
+
+    /// The protocol error this stop counts as, if any. A refused request is counted when it
+    /// is refused (`refuse_too_large`), not again when the connection closes after it.
+    fn error_kind(&self) -> Option<ProtocolErrorKind> {
+        match self {
+            Stop::Malformed(e) => Some(match e {
+                ProtocolError::Version(_) => ProtocolErrorKind::Version,
+                ProtocolError::BeginLength(_) => ProtocolErrorKind::BeginRequest,
+                ProtocolError::TruncatedPair | ProtocolError::TruncatedLength => {
+                    ProtocolErrorKind::Pairs
+                }
+                ProtocolError::StdinBeforeParams(_) => ProtocolErrorKind::StdinBeforeParams,
+            }),
+            Stop::Timeout(what) if *what != IDLE => Some(ProtocolErrorKind::Timeout),
+            Stop::Eof
+            | Stop::Closed
+            | Stop::Shutdown
+            | Stop::TooLarge
+            | Stop::Timeout(_)
+            | Stop::Io(_) => None,
+        }
+    }
 }
 
 /// Set by the writer when the connection must not be read any more.
@@ -128,6 +155,7 @@ struct Conn<H> {
     conn_id: u64,
     handler: Arc<H>,
     config: Arc<Config>,
+    stats: Arc<Stats>,
     tx: mpsc::Sender<Out>,
     active: Arc<Active>,
     incoming: HashMap<u16, Incoming>,
@@ -142,6 +170,9 @@ const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
 /// After shutdown begins, an idle connection stays open this long for a request the web server
 /// may already have sent on it (nginx does not retry a POST on another connection).
 const SHUTDOWN_LINGER: Duration = Duration::from_millis(500);
+
+/// What a timeout between requests is called: closing an idle connection is no error.
+const IDLE: &str = "idle";
 
 impl<H: Handler> Conn<H> {
     async fn read_loop<R: AsyncRead + Unpin>(
@@ -232,7 +263,7 @@ impl<H: Handler> Conn<H> {
             } else {
                 self.config.idle_timeout
             };
-            return (now + wait, "idle");
+            return (now + wait, IDLE);
         }
         let mut deadline = (now + self.config.read_timeout, "stalled mid-request");
         if let Some(t) = record_started {
@@ -287,6 +318,7 @@ impl<H: Handler> Conn<H> {
                 Ok(())
             }
             _ => {
+                self.stats.count_error(ProtocolErrorKind::UnknownType);
                 let mut out = Vec::new();
                 record::push_unknown_type(&mut out, kind);
                 self.send(out, false).await
@@ -313,6 +345,7 @@ impl<H: Handler> Conn<H> {
             }
             record::push(&mut out, record::GET_VALUES_RESULT, 0, &body);
         } else {
+            self.stats.count_error(ProtocolErrorKind::UnknownType);
             record::push_unknown_type(&mut out, kind);
         }
         self.send(out, false).await
@@ -323,6 +356,8 @@ impl<H: Handler> Conn<H> {
         if self.incoming.contains_key(&id) || self.active.contains(id) {
             // Spec §3.3: a BEGIN_REQUEST for an active id is a web-server bug; ignoring it
             // keeps the running request intact.
+            self.stats
+                .count_error(ProtocolErrorKind::DuplicateRequestId);
             log::warn!(
                 "conn {}: BEGIN_REQUEST for active request {id} ignored",
                 self.conn_id
@@ -330,6 +365,7 @@ impl<H: Handler> Conn<H> {
             return Ok(());
         }
         let refuse = if begin.role != record::ROLE_RESPONDER {
+            self.stats.count_error(ProtocolErrorKind::UnknownRole);
             Some(record::UNKNOWN_ROLE)
         } else if self.incoming.len() + self.active.len() >= self.config.max_requests_per_conn {
             Some(record::OVERLOADED)
@@ -443,6 +479,7 @@ impl<H: Handler> Conn<H> {
             "conn {}: request {id} over the size limit, answering {status}",
             self.conn_id
         );
+        self.stats.count_error(ProtocolErrorKind::TooLarge);
         self.incoming.remove(&id);
         let page = if status == 431 {
             "Status: 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n\r\nRequest header fields too large\n"

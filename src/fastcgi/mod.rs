@@ -4,7 +4,8 @@
 //! (keep-conn, multiplexing, GET_VALUES, UNKNOWN_TYPE, roles, ABORT_REQUEST), the response
 //! writer whose [`Response::finish`] sends FCGI_END_REQUEST exactly once and frees the
 //! connection while the caller keeps working, limits and timeouts, and listening on a unix
-//! socket, TCP, or a socket passed by systemd.
+//! socket, TCP, or a socket passed by systemd. [`Stats`] counts connections and protocol
+//! errors for the application to export.
 //!
 //! It must not import anything from the rest of the crate: it could become its own crate
 //! unchanged. The application plugs in through [`Handler`].
@@ -14,6 +15,7 @@ pub mod pairs;
 pub mod record;
 mod request;
 mod server;
+mod stats;
 
 use std::fmt;
 use std::future::Future;
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 pub use request::{Abort, Request, Response};
 pub use server::{ListenAddr, Listener, serve};
+pub use stats::{ProtocolErrorKind, Stats};
 
 /// The application side: called once per responder request, in its own task.
 ///
@@ -59,7 +62,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            max_conns: 1024,
+            max_conns: 8192,
             max_requests_per_conn: 16,
             max_params_bytes: 64 * 1024,
             max_body_bytes: 1024 * 1024,

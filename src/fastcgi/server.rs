@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, watch};
 
-use super::{Config, Handler, conn};
+use super::{Config, Handler, Stats, conn};
 
 /// Where to listen: `unix:PATH` or `tcp:HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,7 +197,7 @@ fn systemd_fd() -> io::Result<Listener> {
 /// At most `config.max_conns` connections are served: a permit is taken *before* accept, so
 /// extra clients wait in the kernel backlog instead of being accepted and starved. Accept
 /// errors (EMFILE, ECONNABORTED) are logged and retried with a back-off; they never end the
-/// server.
+/// server. `stats` counts the connections and every protocol error on them.
 ///
 /// # Errors
 /// None today; the signature leaves room for fatal listener errors.
@@ -205,6 +205,7 @@ pub async fn serve<H: Handler>(
     listener: Listener,
     handler: Arc<H>,
     config: Config,
+    stats: Arc<Stats>,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
@@ -234,11 +235,14 @@ pub async fn serve<H: Handler>(
                 let handler = handler.clone();
                 let config = config.clone();
                 let stop = stop_rx.clone();
+                let open = stats.open_connection();
+                let stats = Arc::clone(&stats);
                 tokio::spawn(async move {
                     match stream {
-                        Stream::Unix(s) => conn::run(s, id, handler, config, stop).await,
-                        Stream::Tcp(s) => conn::run(s, id, handler, config, stop).await,
+                        Stream::Unix(s) => conn::run(s, id, handler, config, stats, stop).await,
+                        Stream::Tcp(s) => conn::run(s, id, handler, config, stats, stop).await,
                     }
+                    drop(open);
                     drop(permit);
                 });
             }

@@ -23,7 +23,7 @@ mod test_util;
 pub use id::{InvalidJobId, JobId};
 pub use job::{Job, MAX_ERROR_CHARS, MAX_TITLE_CHARS, Request, State};
 pub use runner::{
-    EstimateFn, JobCounts, Pending, Progress, RenderFailure, RenderFn, RenderOutcome, Runner,
-    RunnerConfig, SubmitError,
+    EstimateFn, JobCounts, Pending, Progress, RenderEnd, RenderFailure, RenderFn, RenderObserver,
+    RenderOutcome, Runner, RunnerConfig, SubmitError, Usage,
 };
 pub use store::{Claim, Store, StoreError};

@@ -14,7 +14,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
@@ -65,6 +65,34 @@ pub enum RenderFailure {
 /// How many pages a job will have, computed cheaply (no rendering); 0 means "unknown until the
 /// render counts its rows". Used for the page cap and the memory reservation at admission.
 pub type EstimateFn = Arc<dyn Fn(&Request) -> u32 + Send + Sync>;
+
+/// How one render ended, told to the [`RenderObserver`] once its end is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RenderEnd {
+    /// Where the job went: `Done`, `Failed`, or `Queued` when a shutdown handed it back.
+    pub state: State,
+    /// From the start of the render to its end, publishing included.
+    pub elapsed: Duration,
+    /// Pages of the published PDF; 0 unless done.
+    pub pages: u32,
+}
+
+/// Told about every render's end, on the render thread: it must be quick and must not block.
+/// Metrics plug in here, so `jobs` knows nothing of how they are exported.
+pub type RenderObserver = Arc<dyn Fn(&RenderEnd) + Send + Sync>;
+
+/// What this process's renders hold now, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Jobs of this process waiting for a render slot (or for room in the memory budget).
+    pub queued: usize,
+    /// Render slots taken, of `slots` (a job that runs alone takes them all).
+    pub slots_in_use: usize,
+    pub slots: usize,
+    /// Bytes of the memory budget reserved by admitted renders, of `memory_budget`.
+    pub memory_in_use: u64,
+    pub memory_budget: u64,
+}
 
 /// Limits of one runner. All of them are per process.
 #[derive(Clone, Debug)]
@@ -256,6 +284,8 @@ pub(super) struct Inner {
     /// Records by state as the janitor last saw them (jobs live here excluded; `job_counts`
     /// adds those from `live`).
     pub(super) swept: Mutex<JobCounts>,
+    /// Told about each render's end (`observe_renders`).
+    observer: OnceLock<RenderObserver>,
 }
 
 /// How many job records there are in each state, across the data directory.
@@ -424,6 +454,7 @@ impl Runner {
             corrupt_seen: Mutex::new(HashSet::new()),
             sweep_soon: Notify::new(),
             swept: Mutex::new(JobCounts::default()),
+            observer: OnceLock::new(),
         };
         Runner {
             inner: Arc::new(inner),
@@ -510,6 +541,32 @@ impl Runner {
             counts.add(live.progress().state);
         }
         counts
+    }
+
+    /// What this process's renders hold now: jobs waiting, slots and memory taken.
+    pub fn usage(&self) -> Usage {
+        let inner = &self.inner;
+        let queued = inner
+            .live_map()
+            .values()
+            .filter(|l| l.progress().state == State::Queued)
+            .count();
+        let slots = inner.slot_count();
+        // Permits count KiB; the budget as the semaphore holds it, capped and rounded down.
+        let free_units = u64::try_from(inner.memory.available_permits()).unwrap_or(u64::MAX);
+        Usage {
+            queued,
+            slots_in_use: slots.saturating_sub(inner.slots.available_permits()),
+            slots,
+            memory_in_use: inner.memory_units.saturating_sub(free_units) * MEMORY_UNIT,
+            memory_budget: inner.memory_units * MEMORY_UNIT,
+        }
+    }
+
+    /// Tells `observer` about every render that ends from now on. One observer per runner:
+    /// returns false (and keeps the first) when one is already set.
+    pub fn observe_renders(&self, observer: RenderObserver) -> bool {
+        self.inner.observer.set(observer).is_ok()
     }
 
     /// The job's live state if this process has it queued or running; `None` otherwise (the
@@ -708,6 +765,7 @@ impl Inner {
             max_pages: self.config.max_pages,
             deadline: self.config.render_deadline,
             alone,
+            observer: self.observer.get().cloned(),
         };
         if let Err(e) = self.check_size(pages) {
             let message = e.to_string();
@@ -825,6 +883,7 @@ struct RunCtx {
     deadline: Duration,
     /// This render holds every slot of its process.
     alone: bool,
+    observer: Option<RenderObserver>,
 }
 
 /// How a render ended, when not with a published PDF.
@@ -867,12 +926,21 @@ impl RunCtx {
         );
         let started = Instant::now();
         let ending = self.render_and_publish();
-        self.record_end(ending, started.elapsed());
+        let elapsed = started.elapsed();
+        self.record_end(ending, elapsed);
         // The PDF is already in place, so a record saying done is never ahead of its file.
         if let Err(e) = self.store.save(&self.job) {
             log::error!("job {id}: could not record the end of the render: {e}");
         }
         self.live.set_state(self.job.state);
+        if let Some(observe) = &self.observer {
+            let done = self.job.state == State::Done;
+            observe(&RenderEnd {
+                state: self.job.state,
+                elapsed,
+                pages: if done { self.job.pages_total } else { 0 },
+            });
+        }
         drop(self.claim);
     }
 

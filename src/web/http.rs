@@ -1,19 +1,26 @@
 //! CGI params → an HTTP view of the request (method, path, body), and
 //! `application/x-www-form-urlencoded` decoding.
 
+use std::borrow::Cow;
+
 use crate::fastcgi::Request;
 
 /// The parts of a request the router looks at.
-/// Borrowed from the FastCGI request: nothing is copied per request.
+/// Borrowed from the FastCGI request where it can be: only a path put together from
+/// `SCRIPT_NAME` + `PATH_INFO` is copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpRequest<'a> {
     /// As sent (CGI says upper case); compare with [`HttpRequest::is`].
     pub method: &'a str,
-    /// The path of REQUEST_URI (or DOCUMENT_URI), without the query; never SCRIPT_FILENAME,
-    /// which nginx builds from its own root and says nothing about our routes.
-    pub path: &'a str,
+    /// The path of `REQUEST_URI` without the query, as the client sent it (not decoded); or,
+    /// when the web server sends no `REQUEST_URI` (RFC 3875 does not define it; flup, for
+    /// one, does not send it), `SCRIPT_NAME` + `PATH_INFO`. Never `DOCUMENT_URI` or
+    /// `SCRIPT_FILENAME`: one source per request, no fallback.
+    pub path: Cow<'a, str>,
     pub content_type: &'a str,
     pub body: &'a [u8],
+    /// Why the request's address cannot be routed (answered 400), if it cannot.
+    pub bad_uri: Option<&'static str>,
 }
 
 impl<'a> HttpRequest<'a> {
@@ -22,20 +29,45 @@ impl<'a> HttpRequest<'a> {
         self.method.eq_ignore_ascii_case(method)
     }
 
-    /// Reads the CGI params nginx sends.
+    /// Reads the CGI params the web server sends.
     pub fn from_fastcgi(req: &'a Request) -> HttpRequest<'a> {
-        let uri = req
-            .param("REQUEST_URI")
-            .filter(|u| !u.is_empty())
-            .or_else(|| req.param("DOCUMENT_URI"))
-            .unwrap_or("/");
-        // No route takes a query string; the path is what comes before it.
-        let path = uri.split_once('?').map_or(uri, |(p, _)| p);
+        let (path, bad_uri) = match req.param_bytes("REQUEST_URI") {
+            Some(raw) => match std::str::from_utf8(raw) {
+                // No route takes a query string; the path is what comes before it.
+                Ok(uri) => (
+                    Cow::Borrowed(uri.split_once('?').map_or(uri, |(p, _)| p)),
+                    None,
+                ),
+                Err(_) => (
+                    Cow::Borrowed(""),
+                    Some("the request's address (REQUEST_URI) is not UTF-8"),
+                ),
+            },
+            None => {
+                let part = |name| match req.param_bytes(name) {
+                    None => Ok(""),
+                    Some(raw) => std::str::from_utf8(raw).map_err(|_| ()),
+                };
+                match (part("SCRIPT_NAME"), part("PATH_INFO")) {
+                    (Ok(script), Ok(info)) if script.is_empty() && info.is_empty() => {
+                        (Cow::Borrowed("/"), None)
+                    }
+                    (Ok(script), Ok("")) => (Cow::Borrowed(script), None),
+                    (Ok(""), Ok(info)) => (Cow::Borrowed(info), None),
+                    (Ok(script), Ok(info)) => (Cow::Owned(format!("{script}{info}")), None),
+                    _ => (
+                        Cow::Borrowed(""),
+                        Some("the request's address (SCRIPT_NAME, PATH_INFO) is not UTF-8"),
+                    ),
+                }
+            }
+        };
         HttpRequest {
             method: req.param("REQUEST_METHOD").unwrap_or("GET"),
             path,
             content_type: req.param("CONTENT_TYPE").unwrap_or(""),
             body: req.body(),
+            bad_uri,
         }
     }
 

@@ -3,12 +3,15 @@
 //! Owns the URL contract (issues #3, #7): `GET /` (the list of reports), `GET /reports/<id>`
 //! (a form generated from the report's params), `POST /reports/<id>` (and `POST /generate`,
 //! the demo report's old address), `GET /jobs/<id>`, `GET /jobs/<id>/events`,
-//! `GET /jobs/<id>/status.json`, `GET /jobs/<id>/download`, `GET /healthz`. Every error becomes a status and a plain page in [`AppError::reply`].
+//! `GET /jobs/<id>/status.json`, `GET /jobs/<id>/download`, `GET /healthz`, and `GET /metrics`
+//! (issue #8, [`metrics`]; nginx serves it to loopback only). Every error becomes a status and a plain page in [`AppError::reply`].
 //! Nothing here waits on a render: status pages read the job record (or the runner's live
 //! progress) and answer.
 
 pub mod http;
+pub mod metrics;
 pub mod pages;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use crate::reports::params::{self, Submitted};
 use crate::reports::{Catalog, Definition, ParamDef, ParamType, source};
 use http::HttpRequest;
 use pages::{FieldView, FormPage, IndexPage, JobPage, MessagePage, ReportLink};
+use watch::{Published, Watchers};
 
 /// The demo report, whose form `POST /generate` still takes.
 pub const DEMO_REPORT: &str = "ledger";
@@ -31,7 +35,6 @@ const OPTIONS_TTL: Duration = Duration::from_secs(60);
 
 /// The longest a single Server-Sent Events response stays open; the browser reconnects.
 const SSE_MAX: Duration = Duration::from_secs(300);
-const SSE_TICK: Duration = Duration::from_millis(500);
 
 /// The app: one per process, shared by every request.
 pub struct App {
@@ -44,6 +47,10 @@ pub struct App {
     finished: TtlCache<Arc<Job>>,
     /// ...and this, rendering its HTML again.
     finished_pages: TtlCache<Arc<[u8]>>,
+    /// The event streams open and the jobs they watch.
+    watchers: Watchers,
+    /// `GET /metrics`: requests, renders, and levels read at scrape time.
+    metrics: metrics::Metrics,
 }
 
 /// An `options_query`'s answer (`None`: it failed) and when it came.
@@ -87,15 +94,40 @@ const FINISHED_TTL: Duration = Duration::from_secs(30);
 /// Finished records kept in memory at most (a few hundred bytes each).
 const FINISHED_MAX: usize = 4096;
 
+/// Event streams one process holds open at most, unless told otherwise.
+pub const DEFAULT_MAX_STREAMS: usize = 4096;
+
 impl App {
-    pub fn new(runner: Runner, catalog: Arc<Catalog>) -> App {
+    /// The app over `runner` and `catalog`; `/metrics` reads `fastcgi_stats`, which the
+    /// server that serves this app bumps.
+    pub fn new(runner: Runner, catalog: Arc<Catalog>, fastcgi_stats: Arc<fastcgi::Stats>) -> App {
+        let watchers = Watchers::new(
+            runner.clone(),
+            DEFAULT_MAX_STREAMS,
+            watch::DEFAULT_HEARTBEAT,
+        );
         App {
+            metrics: metrics::Metrics::new(&runner, fastcgi_stats, watchers.gauges()),
+            watchers,
             runner,
             catalog,
             options: std::sync::Mutex::new(HashMap::new()),
             finished: TtlCache::new(),
             finished_pages: TtlCache::new(),
         }
+    }
+
+    /// At most `max` event streams open at once (more watchers are answered once with a
+    /// `retry:` delay), each sending a comment line every `heartbeat` while nothing changes.
+    #[must_use]
+    pub fn with_streams(mut self, max: usize, heartbeat: Duration) -> App {
+        self.watchers.configure(max, heartbeat);
+        self
+    }
+
+    /// The event streams open and the jobs they watch.
+    pub fn watchers(&self) -> &Watchers {
+        &self.watchers
     }
 }
 
@@ -154,6 +186,8 @@ pub enum AppError {
     },
     /// A form with its values and errors, shown again.
     BadRequest(Box<FormPage>),
+    /// A request whose address cannot be read (why).
+    BadAddress(&'static str),
     UnsupportedMediaType,
     NotReady {
         id: JobId,
@@ -198,6 +232,13 @@ impl AppError {
             )
             .with_header("Allow", allow.into()),
             AppError::BadRequest(form) => Reply::html(400, form.as_ref()),
+            AppError::BadAddress(reason) => msg(
+                400,
+                "Bad address",
+                &format!("This address cannot be read: {reason}."),
+                Some("/".into()),
+                "See the reports",
+            ),
             AppError::UnsupportedMediaType => msg(
                 415,
                 "Unsupported form encoding",
@@ -253,30 +294,31 @@ enum Outcome {
 impl fastcgi::Handler for App {
     async fn handle(&self, request: Request, response: Response) {
         let http = HttpRequest::from_fastcgi(&request);
+        let timer = self.metrics.start(&http.path);
         let outcome = self
             .route(&http)
             .unwrap_or_else(|e| Outcome::Reply(e.reply()));
         match outcome {
             Outcome::Reply(reply) => {
-                let _ = send(reply, response).await;
+                let _ = self.answer(&timer, reply, response).await;
             }
             Outcome::Form(def) => {
                 let def = match self.current(def).await {
                     Ok(def) => def,
                     Err(e) => {
-                        let _ = send(e.reply(), response).await;
+                        let _ = self.answer(&timer, e.reply(), response).await;
                         return;
                     }
                 };
                 let options = self.choice_options(&def).await;
                 let page = form_page(&def, &[], &options);
-                let _ = send(Reply::html(200, &page), response).await;
+                let _ = self.answer(&timer, Reply::html(200, &page), response).await;
             }
             Outcome::Submit(def, fields) => {
                 let def = match self.current(def).await {
                     Ok(def) => def,
                     Err(e) => {
-                        let _ = send(e.reply(), response).await;
+                        let _ = self.answer(&timer, e.reply(), response).await;
                         return;
                     }
                 };
@@ -284,19 +326,24 @@ impl fastcgi::Handler for App {
                 let (request, form) = match validate(&def, &fields, &options) {
                     Ok(ok) => ok,
                     Err(form) => {
-                        let _ = send(AppError::BadRequest(form).reply(), response).await;
+                        let _ = self
+                            .answer(&timer, AppError::BadRequest(form).reply(), response)
+                            .await;
                         return;
                     }
                 };
                 let pending = match self.enqueue(request, form).await {
                     Ok(pending) => pending,
                     Err(e) => {
-                        let _ = send(e.reply(), response).await;
+                        let _ = self.answer(&timer, e.reply(), response).await;
                         return;
                     }
                 };
                 let id = pending.id();
-                match send(Reply::see_other(format!("/jobs/{id}")), response).await {
+                match self
+                    .answer(&timer, Reply::see_other(format!("/jobs/{id}")), response)
+                    .await
+                {
                     Ok(()) => log::info!("job {id}: answered 303, request finished"),
                     // The client or nginx went away: the job is recorded and renders anyway.
                     Err(e) => {
@@ -305,7 +352,12 @@ impl fastcgi::Handler for App {
                 }
                 self.runner.start(pending);
             }
-            Outcome::Events(id) => self.events(id, request.abort(), response).await,
+            Outcome::Events(id) => {
+                // A stream stays open for minutes: it counts as answered when it starts.
+                self.metrics.finish(&timer, 200);
+                let last = request.param("HTTP_LAST_EVENT_ID").map(str::to_owned);
+                self.events(id, last, request.abort(), response).await;
+            }
         }
     }
 }
@@ -322,8 +374,27 @@ async fn send(reply: Reply, mut response: Response) -> Result<(), fastcgi::Error
 }
 
 impl App {
+    /// [`send`], counting the request under its route with the reply's status and the time
+    /// since it arrived.
+    async fn answer(
+        &self,
+        timer: &metrics::RequestTimer,
+        reply: Reply,
+        response: Response,
+    ) -> Result<(), fastcgi::Error> {
+        let status = reply.status;
+        let sent = send(reply, response).await;
+        self.metrics.finish(timer, status);
+        sent
+    }
+}
+
+impl App {
     fn route(&self, req: &HttpRequest) -> Result<Outcome, AppError> {
         let get = req.is("GET") || req.is("HEAD");
+        if let Some(reason) = req.bad_uri {
+            return Err(AppError::BadAddress(reason));
+        }
         let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
         match segments.as_slice() {
             [""] => {
@@ -347,6 +418,10 @@ impl App {
                     .cloned()
                     .ok_or(AppError::NotFound)?;
                 self.submission(def, req)
+            }
+            ["metrics"] => {
+                require(get, "GET, HEAD")?;
+                Ok(Outcome::Reply(self.metrics.reply()))
             }
             ["healthz"] => {
                 require(get, "GET, HEAD")?;
@@ -602,48 +677,96 @@ impl App {
         Ok(Outcome::Reply(reply))
     }
 
-    /// Server-Sent Events: a `progress` event when the job changes, until it is final, the
-    /// request is aborted, or [`SSE_MAX`] passes.
-    async fn events(&self, id: JobId, mut abort: Abort, mut response: Response) {
+    /// Server-Sent Events (issue #9's contract): `retry:`, then an event with an `id:` each
+    /// time the job changes — `progress` while it waits or renders, then exactly one `done`
+    /// or `failed` — and the stream ends; a comment line every heartbeat while nothing
+    /// changes. A reconnect's `Last-Event-ID` that names the job's current state is not sent
+    /// again. The stream also ends after [`SSE_MAX`] (the browser reconnects) or when the
+    /// request is aborted. Progress comes from the job's one poller ([`watch`]), however many
+    /// streams watch it; beyond the stream cap the answer is the progress once and a longer
+    /// `retry:`.
+    async fn events(
+        &self,
+        id: JobId,
+        last_event_id: Option<String>,
+        mut abort: Abort,
+        mut response: Response,
+    ) {
         let head = [
             ("Content-Type", "text/event-stream"),
             ("Cache-Control", "no-store"),
             // nginx must pass each event through at once, not buffer the response.
             ("X-Accel-Buffering", "no"),
         ];
+        let Some(permit) = self.watchers.admit() else {
+            let mut body = format!("retry: {}\n\n", watch::BUSY_RETRY_MS).into_bytes();
+            if let Published::Job(s) = self.watchers.snapshot(id)
+                && last_event_id.as_deref() != Some(&*s.id)
+            {
+                body.extend_from_slice(&s.event);
+            }
+            log::debug!("job {id}: event stream over the cap; answered once with retry");
+            if response.write_head(200, &head).is_ok() && response.write(&body).await.is_ok() {
+                let _ = response.finish().await;
+            }
+            return;
+        };
         if response.write_head(200, &head).is_err() {
             return;
         }
-        let deadline = tokio::time::Instant::now() + SSE_MAX;
-        let mut last = String::new();
-        // The record is read at the start, then again only when this process has no live
-        // progress for the job (another worker renders it) or the job has just ended.
-        let mut record: Option<Arc<Job>> = None;
+        let retry = format!("retry: {}\n\n", watch::RETRY_MS);
+        if response.write(retry.as_bytes()).await.is_err() || response.flush().await.is_err() {
+            return;
+        }
+        let deadline = tokio::time::sleep(SSE_MAX);
+        tokio::pin!(deadline);
+        let beat = self.watchers.heartbeat();
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rx = self.watchers.subscribe(id);
+        let mut last: Option<Arc<str>> = last_event_id.map(Arc::from);
         loop {
-            let live = self.live(id);
-            if record.is_none() || live.is_none_or(|(state, _, _)| state.is_final()) {
-                match self.load(id) {
-                    Ok(job) => record = Some(job),
-                    Err(_) => break,
+            let now = rx.borrow_and_update().clone();
+            let is_final = match now {
+                Published::Pending => false,
+                Published::Gone => break,
+                Published::Job(snapshot) => {
+                    if last.as_deref() != Some(&*snapshot.id) {
+                        if response.write(&snapshot.event).await.is_err()
+                            || response.flush().await.is_err()
+                        {
+                            return;
+                        }
+                        heartbeat.reset();
+                        last = Some(snapshot.id);
+                    }
+                    snapshot.is_final
                 }
-            }
-            let Some(job) = record.as_deref() else { break };
-            let json = progress_json(job, live.filter(|_| !job.state.is_final()));
-            if json != last {
-                let event = format!("event: progress\ndata: {json}\n\n");
-                if response.write(event.as_bytes()).await.is_err()
-                    || response.flush().await.is_err()
-                {
-                    return;
-                }
-                last = json;
-            }
-            if job.state.is_final() || tokio::time::Instant::now() >= deadline {
+            };
+            if is_final {
                 break;
             }
             tokio::select! {
-                _ = tokio::time::sleep(SSE_TICK) => {}
-                _ = abort.aborted() => {
+                changed = rx.changed() => {
+                    // The poller is gone without a final value (it cannot read the record).
+                    if changed.is_err() {
+                        break;
+                    }
+                    // This stream's turn within the tick (see `watch::PHASES`); the first
+                    // event above went out at once.
+                    if !permit.phase.is_zero() {
+                        tokio::time::sleep(permit.phase).await;
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if response.write(b": heartbeat\n\n").await.is_err()
+                        || response.flush().await.is_err()
+                    {
+                        return;
+                    }
+                }
+                () = &mut deadline => break,
+                () = abort.aborted() => {
                     log::debug!("job {id}: event stream aborted by the client");
                     return;
                 }
@@ -667,16 +790,7 @@ fn parse_id(raw: &str) -> Result<JobId, AppError> {
 
 fn progress_json(job: &crate::jobs::Job, live: Option<(State, u32, u32)>) -> String {
     let (state, done, total) = live.unwrap_or((job.state, job.pages_done, job.pages_total));
-    serde_json::json!({
-        "id": job.id.to_string(),
-        "state": state.as_str(),
-        "pages_done": done,
-        "pages_total": total,
-        "size_bytes": job.size_bytes,
-        "render_ms": job.render_ms,
-        "error": job.error,
-    })
-    .to_string()
+    watch::progress_json(job.id, state, done, total, Some(job))
 }
 
 /// A report's name for people: its id with dashes as spaces, capitalised.

@@ -22,6 +22,8 @@ const SERVE_FLAGS: &[(&str, &str, &[&str])] = &[
     ("render-timeout-secs", "5", &["x", "0"]),
     ("retention-hours", "1", &["x", "0"]),
     ("max-conns", "10", &["x", "0", "65537"]),
+    ("max-streams", "5", &["x", "-1", "65536", "8192"]),
+    ("sse-heartbeat-secs", "1", &["x", "0", "3601"]),
     ("max-body-bytes", "100", &["x", "0"]),
     ("read-timeout-secs", "1", &["x", "0"]),
     ("request-timeout-secs", "1", &["x", "0"]),
@@ -292,5 +294,132 @@ fn the_readme_configuration_table_matches_serve_help() {
     assert_eq!(
         from_readme, from_help,
         "README table vs serve --help:\n{help}"
+    );
+}
+
+/// `check-config`'s line about the data dir (stdout), or all of stdout when there is none.
+fn data_dir_line(ran: &Ran, dir: &str) -> String {
+    let prefix = format!("data dir {dir}: ");
+    ran.stdout
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .map_or_else(|| ran.stdout.clone(), String::from)
+}
+
+/// check-config judges the data dir as `serve` will use it (issue #8): what it is, who owns it,
+/// its mode, who checked it, and the free space; a world-writable one is warned about.
+#[test]
+fn check_config_shows_the_data_dirs_owner_mode_and_free_space() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let setup = Setup::new();
+    let data = setup.path("data");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    let ran = setup.check_config(&[], &[]);
+    assert_eq!(ran.code, Some(0), "{ran}");
+    let line = data_dir_line(&ran, &data);
+    for part in [
+        ": ok (owner ",
+        ", mode 0750, writable by ",
+        "(uid ",
+        " free)",
+    ] {
+        assert!(line.contains(part), "{part:?} in {line:?}\n{ran}");
+    }
+    assert!(!ran.stdout.contains("warning"), "{ran}");
+
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let ran = setup.check_config(&[], &[]);
+    assert_eq!(ran.code, Some(0), "a warning is not a failure: {ran}");
+    assert!(
+        ran.stdout.contains(&format!(
+            "warning: data dir {data} is world-writable (mode 0777)"
+        )),
+        "{ran}"
+    );
+
+    let missing = setup.path("not-yet");
+    let ran = setup.check_config(&[], &[("PDFWORKER_DATA_DIR", &missing)]);
+    assert_eq!(ran.code, Some(0), "{ran}");
+    let line = data_dir_line(&ran, &missing);
+    assert!(
+        line.contains(&format!(
+            "will be created at start (in {}, writable by ",
+            setup.dir.0.display()
+        )),
+        "{line}\n{ran}"
+    );
+}
+
+#[test]
+fn check_config_says_clearly_why_a_data_dir_will_not_do() {
+    let setup = Setup::new();
+    let file = setup.path("a-file");
+    std::fs::write(&file, "not a directory").expect("write");
+    let under_file = format!("{file}/data");
+    let jobs_file = setup.path("jobs-is-a-file");
+    std::fs::create_dir_all(&jobs_file).expect("mkdir");
+    std::fs::write(Path::new(&jobs_file).join("jobs"), "").expect("write");
+    let cases = [
+        (
+            file.clone(),
+            format!("data dir {file} is not a directory (it is a regular file)"),
+        ),
+        (
+            under_file.clone(),
+            format!(
+                "data dir {under_file} does not exist and cannot be created: {file} is a \
+                 regular file, not a directory"
+            ),
+        ),
+        (
+            jobs_file.clone(),
+            format!("data dir {jobs_file}: jobs is a regular file, not a directory"),
+        ),
+    ];
+    for (dir, want) in cases {
+        let ran = setup.check_config(&[], &[("PDFWORKER_DATA_DIR", &dir)]);
+        assert_eq!(ran.code, Some(1), "{dir}: {ran}");
+        assert!(
+            ran.stderr.contains(&want),
+            "{dir}: expected {want:?}\n{ran}"
+        );
+    }
+}
+
+#[test]
+fn check_config_refuses_a_data_dir_it_cannot_write_naming_owner_and_mode() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let setup = Setup::new();
+    let read_only = setup.path("read-only");
+    std::fs::create_dir_all(&read_only).expect("mkdir");
+    std::fs::set_permissions(&read_only, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+    // root writes whatever the mode says (CI runs as root); sysfs refuses new files to all.
+    let probe = Path::new(&read_only).join("probe");
+    let dir = if std::fs::write(&probe, "").is_ok() {
+        let _ = std::fs::remove_file(&probe);
+        "/sys".to_owned()
+    } else {
+        read_only.clone()
+    };
+    let ran = setup.check_config(&[], &[("PDFWORKER_DATA_DIR", &dir)]);
+    assert_eq!(ran.code, Some(1), "{dir}: {ran}");
+    for part in [
+        format!("data dir {dir}: not writable by "),
+        "who runs check-config".to_owned(),
+        "it is owned by ".to_owned(),
+        "with mode 0555".to_owned(),
+    ] {
+        assert!(ran.stderr.contains(&part), "{part:?}\n{ran}");
+    }
+    // A missing data dir under it cannot be created either.
+    let below = format!("{dir}/pdfworker-data");
+    let ran = setup.check_config(&[], &[("PDFWORKER_DATA_DIR", &below)]);
+    assert_eq!(ran.code, Some(1), "{below}: {ran}");
+    let want = format!("data dir {below} does not exist and ");
+    assert!(
+        ran.stderr.contains(&want) && ran.stderr.contains("cannot create it"),
+        "{want:?}\n{ran}"
     );
 }

@@ -397,7 +397,7 @@ fn sigterm_lets_an_in_flight_request_finish() {
 
 #[test]
 fn get_values_with_a_name_repeated_thousands_of_times_answers_each_name_once() {
-    let srv = TestServer::start(&[]);
+    let srv = TestServer::start(&["--max-conns", "1024"]);
     let mut c = srv.connect();
     let mut q = Vec::new();
     while q.len() < 60_000 {
@@ -499,4 +499,105 @@ fn shutdown_ends_an_open_event_stream_with_end_request() {
     );
     let status = srv.terminate().expect("exit");
     assert!(status.success(), "{status}\n{}", srv.log());
+}
+
+/// Issue #10: a web server that sends no `REQUEST_URI` (RFC 3875 defines only `SCRIPT_NAME`
+/// and `PATH_INFO`; flup sends those) is routed by them, traversal is still no route, and an
+/// address that is not UTF-8 is a 400, never routed by another param instead.
+#[test]
+#[allow(clippy::type_complexity)] // the table spells out its cases
+fn routing_uses_one_source_per_request_and_script_name_plus_path_info_without_request_uri() {
+    let srv = TestServer::start(&[]);
+    let id = srv.connect().submit("Routed", "10");
+    wait_for(Duration::from_secs(30), "the job to end", || {
+        let j = job_json(&mut srv.connect(), &id);
+        (json_field(&j, "state").as_deref() == Some("done")).then_some(())
+    });
+    let ask = |pairs: &[(&str, &[u8])]| {
+        let mut params = Vec::new();
+        for (n, v) in pairs {
+            params.extend(pair(n.as_bytes(), v));
+        }
+        let mut c = srv.connect();
+        c.send_request(1, true, &params, b"", 65535);
+        c.read_reply(1)
+    };
+    let get = b"GET".as_slice();
+    let status = format!("/jobs/{id}/status.json");
+    let rest = format!("/{id}/status.json");
+    let climb = format!("/../jobs/{id}/status.json");
+    let download = format!("/jobs/{id}/download");
+    let climbing = format!("/x/..{download}");
+    let mut not_utf8 = format!("{climbing}?").into_bytes();
+    not_utf8.push(0xff);
+    let cases: Vec<(Vec<(&str, &[u8])>, u16, &str)> = vec![
+        (
+            vec![
+                ("REQUEST_METHOD", get),
+                ("SCRIPT_NAME", b""),
+                ("PATH_INFO", status.as_bytes()),
+            ],
+            200,
+            "PATH_INFO alone",
+        ),
+        (
+            vec![("REQUEST_METHOD", get), ("SCRIPT_NAME", status.as_bytes())],
+            200,
+            "SCRIPT_NAME alone",
+        ),
+        (
+            vec![
+                ("REQUEST_METHOD", get),
+                ("SCRIPT_NAME", b"/jobs"),
+                ("PATH_INFO", rest.as_bytes()),
+            ],
+            200,
+            "SCRIPT_NAME + PATH_INFO",
+        ),
+        (
+            vec![
+                ("REQUEST_METHOD", get),
+                ("SCRIPT_NAME", b"/x"),
+                ("PATH_INFO", climb.as_bytes()),
+            ],
+            404,
+            "traversal is no route",
+        ),
+        (
+            vec![("REQUEST_METHOD", get), ("PATH_INFO", b"/healthz\xff")],
+            400,
+            "PATH_INFO not UTF-8",
+        ),
+        (
+            vec![
+                ("REQUEST_METHOD", get),
+                ("REQUEST_URI", &not_utf8),
+                ("DOCUMENT_URI", download.as_bytes()),
+            ],
+            400,
+            "REQUEST_URI not UTF-8: 400, not DOCUMENT_URI instead",
+        ),
+        (
+            vec![
+                ("REQUEST_METHOD", get),
+                ("REQUEST_URI", climbing.as_bytes()),
+                ("DOCUMENT_URI", download.as_bytes()),
+            ],
+            404,
+            "REQUEST_URI as sent, not the web server's normalised DOCUMENT_URI",
+        ),
+        (
+            vec![
+                ("REQUEST_METHOD", get),
+                ("REQUEST_URI", b"/healthz?x=1"),
+                ("SCRIPT_NAME", b"/elsewhere"),
+            ],
+            200,
+            "REQUEST_URI wins over SCRIPT_NAME",
+        ),
+    ];
+    for (pairs, want, what) in cases {
+        let r = ask(&pairs);
+        assert_eq!(r.status(), want, "{what}: {}", r.text());
+    }
 }

@@ -643,6 +643,11 @@ impl Nginx {
         std::fs::read_to_string(self.dir.0.join("error.log")).unwrap_or_default()
     }
 
+    /// The master process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn access_log(&self) -> String {
         std::fs::read_to_string(self.dir.0.join("access.log")).unwrap_or_default()
     }
