@@ -81,8 +81,8 @@ pub fn heartbeat(runner: Runner, stop: Shutdown) {
             }
             let c = runner.job_counts();
             let status = format!(
-                "serving; pool jobs: {} queued, {} running, {} done, {} failed",
-                c.queued, c.running, c.done, c.failed
+                "serving; pool jobs: {} queued, {} running, {} done, {} failed, {} cancelled",
+                c.queued, c.running, c.done, c.failed, c.cancelled
             );
             let status = NotifyState::Status(&status);
             if watchdog.is_some() {

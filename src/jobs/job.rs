@@ -75,7 +75,8 @@ impl Request {
     }
 }
 
-/// Where a job stands. `Done` and `Failed` are final: nothing changes a final job but expiry.
+/// Where a job stands. `Done`, `Failed` and `Cancelled` are final: nothing changes a final job
+/// but expiry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
@@ -83,6 +84,8 @@ pub enum State {
     Running,
     Done,
     Failed,
+    /// Someone cancelled it before it was done; no PDF.
+    Cancelled,
 }
 
 impl State {
@@ -93,12 +96,13 @@ impl State {
             State::Running => "running",
             State::Done => "done",
             State::Failed => "failed",
+            State::Cancelled => "cancelled",
         }
     }
 
-    /// True for `Done` and `Failed`.
+    /// True for `Done`, `Failed` and `Cancelled`.
     pub fn is_final(self) -> bool {
-        matches!(self, State::Done | State::Failed)
+        matches!(self, State::Done | State::Failed | State::Cancelled)
     }
 }
 
@@ -143,6 +147,13 @@ pub struct Job {
     /// it is this job's doing.
     #[serde(default)]
     pub alone: bool,
+    /// Digest of the `Idempotency-Key` the job was created under (see `Store::bind_key`), so
+    /// that the key goes when the job expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Digest of what was asked for, when the report reuses identical jobs (`reuse_for`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup_key: Option<String>,
 }
 
 /// Deaths of its worker a job may witness beside other renders before it is given up anyway:
@@ -177,6 +188,8 @@ impl Job {
             crashes: 0,
             bystander_crashes: 0,
             alone: false,
+            idempotency_key: None,
+            dedup_key: None,
         }
     }
 
@@ -203,6 +216,15 @@ impl Job {
         }
         if self.state == State::Done && self.size_bytes.is_none() {
             return Err("state done without size_bytes".to_owned());
+        }
+        // They name files (`Store::remove`), so only digests pass.
+        for key in [&self.idempotency_key, &self.dedup_key]
+            .into_iter()
+            .flatten()
+        {
+            if !is_digest(key) {
+                return Err(format!("{key:?} is not a key digest"));
+            }
         }
         Ok(())
     }
@@ -265,12 +287,27 @@ impl Job {
         death
     }
 
+    /// Marks the job cancelled now: whatever it had drawn is thrown away.
+    pub(crate) fn cancel(&mut self) {
+        self.state = State::Cancelled;
+        self.finished_ms = Some(now_ms());
+        self.error = None;
+        self.size_bytes = None;
+    }
+
     /// Marks the job failed now with `message`, cut to what a record may hold.
     pub(crate) fn fail(&mut self, message: &str) {
         self.state = State::Failed;
         self.finished_ms = Some(now_ms());
         self.error = Some(message.chars().take(MAX_ERROR_CHARS).collect());
     }
+}
+
+/// 64 lowercase hex digits: a SHA-256 digest as the store names key files.
+pub(crate) fn is_digest(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Milliseconds since the Unix epoch; 0 if the clock is before 1970 (a broken clock must not
@@ -308,6 +345,7 @@ pub(crate) mod tests {
             (State::Running, "running", false),
             (State::Done, "done", true),
             (State::Failed, "failed", true),
+            (State::Cancelled, "cancelled", true),
         ];
         for (state, name, is_final) in cases {
             assert_eq!(state.as_str(), name);

@@ -12,6 +12,7 @@
 //! `RenderOutcome` / `RenderFailure`. From `pdf` only the plain data types `Paper` and
 //! `Orientation` are used.
 
+mod admit;
 mod id;
 mod janitor;
 mod job;
@@ -20,10 +21,11 @@ mod store;
 #[cfg(test)]
 mod test_util;
 
+pub use admit::{SubmitOptions, Submitted, digest};
 pub use id::{InvalidJobId, JobId};
 pub use job::{Job, MAX_ERROR_CHARS, MAX_TITLE_CHARS, Request, State};
 pub use runner::{
-    EstimateFn, JobCounts, Pending, Progress, RenderEnd, RenderFailure, RenderFn, RenderObserver,
-    RenderOutcome, Runner, RunnerConfig, SubmitError, Usage,
+    Cancel, CancelError, EstimateFn, JobCounts, Pending, Progress, RenderEnd, RenderFailure,
+    RenderFn, RenderObserver, RenderOutcome, Runner, RunnerConfig, SubmitError, Usage,
 };
-pub use store::{Claim, Store, StoreError};
+pub use store::{Claim, KeyBinding, KeyEntry, KeyKind, Store, StoreError};

@@ -156,6 +156,10 @@ pub enum SubmitError {
     Busy { retry_after: Duration },
     /// The job could not be recorded.
     Store(StoreError),
+    /// The idempotency key came before with other content.
+    KeyReused,
+    /// Another request with the same idempotency key is still creating its job.
+    KeyInFlight,
 }
 
 impl fmt::Display for SubmitError {
@@ -191,6 +195,12 @@ impl fmt::Display for SubmitError {
                 human(*retry_after)
             ),
             SubmitError::Store(e) => write!(f, "the job could not be recorded: {e}"),
+            SubmitError::KeyReused => f.write_str(
+                "this Idempotency-Key was used before with a different request; use a new key",
+            ),
+            SubmitError::KeyInFlight => f.write_str(
+                "a request with this Idempotency-Key is still being recorded; try again in a moment",
+            ),
         }
     }
 }
@@ -207,6 +217,50 @@ impl std::error::Error for SubmitError {
 impl From<StoreError> for SubmitError {
     fn from(e: StoreError) -> SubmitError {
         SubmitError::Store(e)
+    }
+}
+
+/// What `Runner::cancel` did.
+#[derive(Debug)]
+pub enum Cancel {
+    /// The job is cancelled: its record as saved.
+    Now(Job),
+    /// A render holds the job and stops at its next page: the record as it was.
+    Stopping(Job),
+}
+
+/// Why `Runner::cancel` did nothing.
+#[derive(Debug)]
+pub enum CancelError {
+    /// No such job (or it expired).
+    NotFound,
+    /// It ended already, in this state.
+    Final(State),
+    Store(StoreError),
+}
+
+impl fmt::Display for CancelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CancelError::NotFound => f.write_str("there is no such job"),
+            CancelError::Final(state) => write!(f, "the job is {state} already"),
+            CancelError::Store(e) => write!(f, "the cancel could not be recorded: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CancelError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CancelError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for CancelError {
+    fn from(e: StoreError) -> CancelError {
+        CancelError::Store(e)
     }
 }
 
@@ -255,6 +309,8 @@ pub struct Runner {
 
 /// What `Busy` suggests: long enough for a few renders to finish, short enough for a person.
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// How often a render looks for a cancel marker written by another process.
+const CANCEL_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// Progress is written to the record at most this often, so other processes can show it.
 const PERSIST_EVERY: Duration = Duration::from_secs(1);
 /// The memory semaphore counts KiB: `acquire_many` takes a `u32`, and bytes would cap the
@@ -295,6 +351,7 @@ pub struct JobCounts {
     pub running: u64,
     pub done: u64,
     pub failed: u64,
+    pub cancelled: u64,
 }
 
 impl JobCounts {
@@ -305,6 +362,7 @@ impl JobCounts {
             State::Running => &mut self.running,
             State::Done => &mut self.done,
             State::Failed => &mut self.failed,
+            State::Cancelled => &mut self.cancelled,
         };
         *n += 1;
     }
@@ -322,6 +380,8 @@ pub(super) struct Live {
     pages_done: AtomicU32,
     pages_total: AtomicU32,
     stop: AtomicU8,
+    /// Woken by `request_stop`: a job waiting for a slot need not wait any longer.
+    stopped: Notify,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -330,6 +390,8 @@ enum StopReason {
     Shutdown = 2,
     /// The render went past `max_pages` (its estimate was unknown or too low).
     TooManyPages = 3,
+    /// Someone cancelled the job (`Runner::cancel`, or a cancel marker on disk).
+    Cancelled = 4,
 }
 
 const GO: u8 = 0;
@@ -343,6 +405,7 @@ impl Live {
             pages_done: AtomicU32::new(0),
             pages_total: AtomicU32::new(pages_total),
             stop: AtomicU8::new(GO),
+            stopped: Notify::new(),
         }
     }
 
@@ -365,9 +428,14 @@ impl Live {
 
     /// Asks the render to stop. The first reason wins; returns whether this one did.
     fn request_stop(&self, reason: StopReason) -> bool {
-        self.stop
+        let first = self
+            .stop
             .compare_exchange(GO, reason as u8, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+            .is_ok();
+        if first {
+            self.stopped.notify_one();
+        }
+        first
     }
 
     fn stop_reason(&self) -> Option<StopReason> {
@@ -375,6 +443,7 @@ impl Live {
             1 => Some(StopReason::Deadline),
             2 => Some(StopReason::Shutdown),
             3 => Some(StopReason::TooManyPages),
+            4 => Some(StopReason::Cancelled),
             _ => None,
         }
     }
@@ -386,6 +455,7 @@ fn state_code(state: State) -> u8 {
         State::Running => 1,
         State::Done => 2,
         State::Failed => 3,
+        State::Cancelled => 4,
     }
 }
 
@@ -394,6 +464,7 @@ fn state_from_code(code: u8) -> State {
         1 => State::Running,
         2 => State::Done,
         3 => State::Failed,
+        4 => State::Cancelled,
         _ => State::Queued,
     }
 }
@@ -474,12 +545,21 @@ impl Runner {
     /// the queue is full or the process is shutting down; `Store` if the record cannot be
     /// written.
     pub fn enqueue(&self, request: Request) -> Result<Pending, SubmitError> {
-        request
+        self.enqueue_job(Job::new(request, 0))
+    }
+
+    /// [`Runner::enqueue`] for a job made by the caller (`Job::new`), which may carry a
+    /// chosen id and keys. Its page estimate is set here.
+    ///
+    /// # Errors
+    /// As `enqueue`.
+    pub fn enqueue_job(&self, mut job: Job) -> Result<Pending, SubmitError> {
+        job.request
             .validate()
             .map_err(|reason| SubmitError::Invalid { reason })?;
-        let pages = (self.inner.estimate)(&request);
+        let pages = (self.inner.estimate)(&job.request);
         self.inner.check_size(pages)?;
-        let job = Job::new(request, pages);
+        job.pages_total = pages;
         let id = job.id;
         let slot = self
             .inner
@@ -577,6 +657,52 @@ impl Runner {
             return None;
         }
         Some(live.progress())
+    }
+
+    /// Cancels a job, wherever it is. Blocking (record I/O): call it from a blocking thread.
+    ///
+    /// The wish is recorded on disk first (`Store::request_cancel`), so it survives a crash
+    /// and reaches whichever process holds the job. A job nobody holds — queued, or waiting
+    /// for a slot here — is cancelled at once; a render, here or in another process, stops
+    /// at its next page (`Cancelling`) and its temporary file is removed.
+    ///
+    /// # Errors
+    /// `NotFound` without a record, `Final` for a job that already ended, `Store` if the
+    /// record or the marker cannot be read or written.
+    pub fn cancel(&self, id: JobId) -> Result<Cancel, CancelError> {
+        let store = &self.inner.store;
+        let job = store.load(id)?.ok_or(CancelError::NotFound)?;
+        if job.state.is_final() {
+            return Err(CancelError::Final(job.state));
+        }
+        store.request_cancel(id)?;
+        let live = self.inner.live_map().get(&id).cloned();
+        if let Some(live) = &live {
+            live.request_stop(StopReason::Cancelled);
+        }
+        let Some(claim) = store.claim(id)? else {
+            // A render holds it; it sees the stop (here) or the marker (elsewhere) within a
+            // page.
+            log::info!("job {id}: cancel asked for; its render stops at the next page");
+            return Ok(Cancel::Stopping(job));
+        };
+        let Some(mut job) = store.load(id)? else {
+            store.clear_cancel(id);
+            return Err(CancelError::NotFound);
+        };
+        if job.state.is_final() {
+            store.clear_cancel(id);
+            return Err(CancelError::Final(job.state));
+        }
+        job.cancel();
+        store.save(&job)?;
+        store.clear_cancel(id);
+        if let Some(live) = &live {
+            live.set_state(State::Cancelled);
+        }
+        drop(claim);
+        log::info!("job {id}: cancelled before its render started");
+        Ok(Cancel::Now(job))
     }
 
     /// Stops starting renders, waits up to `grace` for running ones, then asks the rest to
@@ -784,6 +910,11 @@ impl Inner {
             let admitted = tokio::select! {
                 biased;
                 _ = closing.wait_for(|c| *c) => None,
+                // Cancelled meanwhile (`Runner::cancel` has recorded it), or otherwise stopped.
+                () = slot.live.stopped.notified() => {
+                    log::info!("job {id}: stopped while it waited for a slot");
+                    return;
+                }
                 permits = self.admit(pages, wanted) => Some(permits),
             };
             // Checked again after admission: drain may have begun while we were waiting.
@@ -910,6 +1041,17 @@ impl RunCtx {
     /// Marks the job running, renders, publishes, records the end. Blocking.
     fn run(mut self) {
         let id = self.job.id;
+        if self.store.cancel_requested(id) || self.live.stop_reason() == Some(StopReason::Cancelled)
+        {
+            self.job.cancel();
+            match self.store.save(&self.job) {
+                Ok(()) => self.store.clear_cancel(id),
+                Err(e) => log::error!("job {id}: could not record its cancel: {e}"),
+            }
+            self.live.set_state(State::Cancelled);
+            log::info!("job {id}: cancelled before its render started");
+            return;
+        }
         self.job.begin_attempt(self.pages, self.alone);
         // Counting the attempt on disk before rendering is what lets a worker that dies on
         // this job be noticed (max_attempts).
@@ -929,8 +1071,10 @@ impl RunCtx {
         let elapsed = started.elapsed();
         self.record_end(ending, elapsed);
         // The PDF is already in place, so a record saying done is never ahead of its file.
-        if let Err(e) = self.store.save(&self.job) {
-            log::error!("job {id}: could not record the end of the render: {e}");
+        match self.store.save(&self.job) {
+            Ok(()) if self.job.state.is_final() => self.store.clear_cancel(id),
+            Ok(()) => {}
+            Err(e) => log::error!("job {id}: could not record the end of the render: {e}"),
         }
         self.live.set_state(self.job.state);
         if let Some(observe) = &self.observer {
@@ -973,6 +1117,13 @@ impl RunCtx {
                 self.job.fail(&format!(
                     "the PDF took longer than {limit} to make and was stopped; try fewer rows"
                 ));
+            }
+            Err(Ending::Stopped(StopReason::Cancelled)) => {
+                self.job.cancel();
+                log::info!(
+                    "job {id}: cancelled at page {}, its partial file removed",
+                    self.live.progress().pages_done
+                );
             }
             Err(Ending::Stopped(StopReason::TooManyPages)) => {
                 let max = self.max_pages;
@@ -1045,10 +1196,19 @@ impl RunCtx {
         let id = self.job.id;
         let mut snapshot = self.job.clone();
         let mut last_persist = Instant::now();
+        let mut last_cancel_check = Instant::now();
         let mut progress = |done: u32, total: u32| -> bool {
             self.live.set_pages(done, total);
             if done > self.max_pages || total > self.max_pages {
                 self.live.request_stop(StopReason::TooManyPages);
+            }
+            // A cancel asked for in another process arrives as a marker on disk: one stat
+            // every few pages' time, not per page.
+            if last_cancel_check.elapsed() >= CANCEL_CHECK_EVERY {
+                last_cancel_check = Instant::now();
+                if self.store.cancel_requested(id) {
+                    self.live.request_stop(StopReason::Cancelled);
+                }
             }
             if self.live.stop_reason().is_some() {
                 return false;

@@ -5,7 +5,10 @@
 //! ```text
 //! <data>/jobs/<id>.json       the record (written as <id>.json.tmp, fsynced, renamed)
 //! <data>/jobs/<id>.lock       an empty file; an exclusive flock on it is the job's claim
+//! <data>/jobs/<id>.cancel     present while a cancel is asked for and not yet carried out
 //! <data>/files/<id>.pdf       the finished PDF (written as <id>.pdf.tmp by the runner)
+//! <data>/keys/<digest>.json   an `Idempotency-Key` taken: its job and the body it came with
+//! <data>/reuse/<digest>.json  the latest job of a request a report reuses (`reuse_for`)
 //! ```
 //! Only one holder of a job's claim writes its record, so `<id>.json.tmp` needs no unique name.
 //!
@@ -16,6 +19,9 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
+use super::job::is_digest;
 use super::{Job, JobId};
 
 /// A store operation failed. Always names the file involved.
@@ -71,6 +77,35 @@ const MAX_RECORD_BYTES: u64 = 64 * 1024;
 pub struct Store {
     jobs: PathBuf,
     files: PathBuf,
+    keys: PathBuf,
+    reuse: PathBuf,
+}
+
+/// Which index of digests → jobs a key file belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// `Idempotency-Key`s: taken once, never replaced while their job is kept.
+    Idempotency,
+    /// Identical requests of a report with `reuse_for`: the latest job wins.
+    Reuse,
+}
+
+/// What a key file says: the job made under the key, a digest of the request it was made
+/// for (so a reuse of the key with another request is noticed), and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEntry {
+    pub job: JobId,
+    pub request: String,
+    pub created_ms: u64,
+}
+
+/// What `bind_key` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyBinding {
+    /// The key was free and is now this job's.
+    Bound,
+    /// Someone took it first (in this process or another): their entry.
+    Taken(KeyEntry),
 }
 
 /// The exclusive right to work on one job: an flock held on `jobs/<id>.lock`.
@@ -100,8 +135,10 @@ impl Store {
         let store = Store {
             jobs: data_dir.join("jobs"),
             files: data_dir.join("files"),
+            keys: data_dir.join("keys"),
+            reuse: data_dir.join("reuse"),
         };
-        for dir in [&store.jobs, &store.files] {
+        for dir in [&store.jobs, &store.files, &store.keys, &store.reuse] {
             fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
         Ok(store)
@@ -227,9 +264,22 @@ impl Store {
     /// # Errors
     /// `StoreError::Io` for the first file that exists but cannot be removed.
     pub fn remove(&self, id: JobId) -> Result<(), StoreError> {
+        // The keys that name this job go with it (a record that cannot be read has none we
+        // can find; `bind_key` replaces a key whose job is gone).
+        let keys = match self.load(id) {
+            Ok(Some(job)) => [
+                job.idempotency_key.map(|d| (KeyKind::Idempotency, d)),
+                job.dedup_key.map(|d| (KeyKind::Reuse, d)),
+            ],
+            _ => [None, None],
+        };
+        remove_file_if_any(&self.pdf_path(id))?;
+        for (kind, digest) in keys.into_iter().flatten() {
+            self.remove_key(kind, &digest, id)?;
+        }
         let paths = [
-            self.pdf_path(id),
             self.pdf_tmp_path(id),
+            self.cancel_path(id),
             self.record_path(id),
             self.jobs.join(format!("{id}.json.tmp")),
             self.jobs.join(format!("{id}.lock")),
@@ -246,6 +296,157 @@ impl Store {
 
     fn record_path(&self, id: JobId) -> PathBuf {
         self.jobs.join(format!("{id}.json"))
+    }
+
+    fn cancel_path(&self, id: JobId) -> PathBuf {
+        self.jobs.join(format!("{id}.cancel"))
+    }
+
+    /// Records durably that someone asked to cancel the job, for whichever process holds
+    /// it (or recovers it) to carry out.
+    ///
+    /// # Errors
+    /// `StoreError::Io` if the marker cannot be written.
+    pub fn request_cancel(&self, id: JobId) -> Result<(), StoreError> {
+        let path = self.cancel_path(id);
+        File::create(&path).map_err(|e| StoreError::io(&path, e))?;
+        sync_dir(&self.jobs)
+    }
+
+    /// Whether a cancel of the job is asked for and not yet carried out. An unreadable
+    /// directory counts as no.
+    pub fn cancel_requested(&self, id: JobId) -> bool {
+        self.cancel_path(id).try_exists().unwrap_or(false)
+    }
+
+    /// Forgets a cancel request once the job is final. Only the holder of the claim calls it.
+    pub fn clear_cancel(&self, id: JobId) {
+        let path = self.cancel_path(id);
+        if let Err(e) = remove_file_if_any(&path) {
+            log::warn!("job {id}: {e}");
+        }
+    }
+
+    fn key_path(&self, kind: KeyKind, digest: &str) -> PathBuf {
+        let dir = match kind {
+            KeyKind::Idempotency => &self.keys,
+            KeyKind::Reuse => &self.reuse,
+        };
+        dir.join(format!("{digest}.json"))
+    }
+
+    /// Takes `digest` for `entry.job` if nobody has it: written in full to a file of its own,
+    /// then hard-linked to its name, which fails if the name exists. So of two racing
+    /// callers, in one process or two, exactly one binds, and the other reads a whole entry.
+    ///
+    /// # Errors
+    /// `StoreError::Io` if the file system refuses; `StoreError::Corrupt` if the entry
+    /// found cannot be read.
+    pub fn bind_key(
+        &self,
+        kind: KeyKind,
+        digest: &str,
+        entry: &KeyEntry,
+    ) -> Result<KeyBinding, StoreError> {
+        let path = self.key_path(kind, digest);
+        let tmp = path.with_extension(format!("{}.tmp", JobId::new()));
+        let bytes = serde_json::to_vec(entry).expect("a KeyEntry always serializes");
+        let linked = (|| {
+            let mut file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+            file.write_all(&bytes)
+                .map_err(|e| StoreError::io(&tmp, e))?;
+            file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+            // An entry removed between a failed link and the read is tried again; expiry
+            // removes one entry at a time, so this settles at once.
+            for _ in 0..3 {
+                match fs::hard_link(&tmp, &path) {
+                    Ok(()) => return Ok(None),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        if let Some(found) = self.load_key(kind, digest)? {
+                            return Ok(Some(found));
+                        }
+                    }
+                    Err(e) => return Err(StoreError::io(&path, e)),
+                }
+            }
+            Err(StoreError::io(
+                &path,
+                io::Error::other("the key kept vanishing while it was taken"),
+            ))
+        })();
+        let _ = fs::remove_file(&tmp);
+        match linked? {
+            None => {
+                if let Some(dir) = path.parent() {
+                    sync_dir(dir)?;
+                }
+                Ok(KeyBinding::Bound)
+            }
+            Some(found) => Ok(KeyBinding::Taken(found)),
+        }
+    }
+
+    /// Writes `entry` under `digest` whatever was there: for a reuse entry (the latest job
+    /// wins) or an idempotency key whose job is gone.
+    ///
+    /// # Errors
+    /// `StoreError::Io` if the entry cannot be written and synced.
+    pub fn bind_key_replacing(
+        &self,
+        kind: KeyKind,
+        digest: &str,
+        entry: &KeyEntry,
+    ) -> Result<(), StoreError> {
+        let path = self.key_path(kind, digest);
+        let tmp = path.with_extension(format!("{}.tmp", JobId::new()));
+        let bytes = serde_json::to_vec(entry).expect("a KeyEntry always serializes");
+        write_durably(&tmp, &path, &bytes)
+    }
+
+    /// The entry under `digest`, if any.
+    ///
+    /// # Errors
+    /// `StoreError::Io` if it cannot be read, `StoreError::Corrupt` if it does not parse.
+    pub fn load_key(&self, kind: KeyKind, digest: &str) -> Result<Option<KeyEntry>, StoreError> {
+        if !is_digest(digest) {
+            return Ok(None);
+        }
+        let path = self.key_path(kind, digest);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                path,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Removes the entry under `digest` if it still names job `id` (a reuse entry may name a
+    /// newer job by now). Only called with the job's claim held.
+    ///
+    /// # Errors
+    /// `StoreError::Io` if it exists and cannot be removed.
+    pub fn remove_key(&self, kind: KeyKind, digest: &str, id: JobId) -> Result<(), StoreError> {
+        match self.load_key(kind, digest) {
+            Ok(Some(entry)) if entry.job == id => {}
+            Ok(_) => return Ok(()),
+            // Unreadable: it cannot serve anyone, so it goes too.
+            Err(StoreError::Corrupt { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        remove_file_if_any(&self.key_path(kind, digest))
+    }
+}
+
+fn remove_file_if_any(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io(path, e)),
     }
 }
 

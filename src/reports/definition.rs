@@ -273,6 +273,28 @@ pub fn digest(bytes: &[u8]) -> String {
     format!("{hash:016x}")
 }
 
+/// The longest `reuse_for`: longer than any job is likely to be kept anyway.
+const MAX_REUSE: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+
+/// `"90s"`, `"10m"`, `"2h"`, `"1d"` (and `"0"`): a whole number and one unit.
+pub fn parse_span(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    if text == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    let unit_at = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(unit_at);
+    let n: u64 = number.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(secs))
+}
+
 /// Whether `id` is a valid report id, `[a-z0-9-]+`.
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -674,6 +696,7 @@ const TOP_KEYS: &[&str] = &[
     "param",
     "column",
     "fonts",
+    "reuse_for",
 ];
 const SOURCE_KEYS: &[&str] = &[
     "kind",
@@ -734,6 +757,23 @@ fn build(top: &Table<'_, '_>, id: String) -> Result<Definition, DefinitionError>
     let (params, param_spans) = parse_params(top, paper_choice, orientation_choice)?;
     let columns = parse_columns(top)?;
     let fonts = parse_fonts(top)?;
+    let reuse_for = match top.string("reuse_for")? {
+        None => None,
+        Some(text) => match parse_span(text.value) {
+            Some(d) if d.is_zero() => None,
+            Some(d) if d <= MAX_REUSE => Some(d),
+            Some(_) => {
+                return Err(top.invalid("reuse_for", text.start, "must be at most 7d"));
+            }
+            None => {
+                return Err(top.invalid(
+                    "reuse_for",
+                    text.start,
+                    "must be a number and a unit, such as \"90s\", \"10m\", \"2h\" or \"1d\"",
+                ));
+            }
+        },
+    };
     let definition = Definition {
         id,
         path: top.doc.path.to_owned(),
@@ -752,6 +792,7 @@ fn build(top: &Table<'_, '_>, id: String) -> Result<Definition, DefinitionError>
         params,
         columns,
         fonts,
+        reuse_for,
     };
     let located = Located {
         title,

@@ -57,6 +57,9 @@ pub struct Definition {
     pub columns: Vec<ColumnDef>,
     /// Own fonts (TTF/OTF paths, resolved against the report file's folder); `None` = DejaVu.
     pub fonts: Option<FontsDef>,
+    /// `reuse_for`: an identical request within this long of an earlier job's creation gets
+    /// that job (done, or still on its way) instead of a new render. `None`: never.
+    pub reuse_for: Option<std::time::Duration>,
 }
 
 /// `[source]`.

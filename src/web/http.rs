@@ -8,7 +8,7 @@ use crate::fastcgi::Request;
 /// The parts of a request the router looks at.
 /// Borrowed from the FastCGI request where it can be: only a path put together from
 /// `SCRIPT_NAME` + `PATH_INFO` is copied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct HttpRequest<'a> {
     /// As sent (CGI says upper case); compare with [`HttpRequest::is`].
     pub method: &'a str,
@@ -19,14 +19,42 @@ pub struct HttpRequest<'a> {
     pub path: Cow<'a, str>,
     pub content_type: &'a str,
     pub body: &'a [u8],
+    /// The query string (after `?`, not decoded); empty if none.
+    pub query: &'a str,
     /// Why the request's address cannot be routed (answered 400), if it cannot.
     pub bad_uri: Option<&'static str>,
+    raw: &'a Request,
 }
 
 impl<'a> HttpRequest<'a> {
     /// Whether the method is `method` (case-insensitively).
     pub fn is(&self, method: &str) -> bool {
         self.method.eq_ignore_ascii_case(method)
+    }
+
+    /// A request header, as the web server passes it (`HTTP_<NAME>`); `None` if absent or
+    /// not UTF-8.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        let cgi: String = name
+            .chars()
+            .map(|c| {
+                if c == '-' {
+                    '_'
+                } else {
+                    c.to_ascii_uppercase()
+                }
+            })
+            .collect();
+        self.raw.param(&format!("HTTP_{cgi}"))
+    }
+
+    /// The value of `name` in the query string, percent-decoded; `None` if absent or broken.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        parse_urlencoded(self.query.as_bytes())
+            .ok()?
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
     }
 
     /// Reads the CGI params the web server sends.
@@ -62,13 +90,28 @@ impl<'a> HttpRequest<'a> {
                 }
             }
         };
+        // With `REQUEST_URI`, its own query, so that path and query come from one source.
+        let query = match req.param("REQUEST_URI") {
+            Some(uri) => uri.split_once('?').map_or("", |(_, q)| q),
+            None => req.param("QUERY_STRING").unwrap_or(""),
+        };
         HttpRequest {
             method: req.param("REQUEST_METHOD").unwrap_or("GET"),
             path,
             content_type: req.param("CONTENT_TYPE").unwrap_or(""),
             body: req.body(),
+            query,
             bad_uri,
+            raw: req,
         }
+    }
+
+    /// Whether the body is declared as JSON (`application/json`, parameters allowed).
+    pub fn is_json(&self) -> bool {
+        self.content_type
+            .split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
     }
 
     /// Whether the body is declared as an urlencoded form (parameters such as charset allowed).

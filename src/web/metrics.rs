@@ -124,14 +124,14 @@ impl Metrics {
             pages: Histogram::new(RENDER_PAGES),
         };
         // Present from the start, so a rate over them is 0 rather than missing.
-        for state in [State::Done, State::Failed] {
+        for state in [State::Done, State::Failed, State::Cancelled] {
             let _ = renders.seconds.get_or_create(&StateLabel {
                 state: state.as_str(),
             });
         }
         registry.register_with_unit(
             "render_duration",
-            "Renders of this process by how their job ended: done, failed, or queued (handed \
+            "Renders of this process by how their job ended: done, failed, cancelled, or queued (handed \
              back at shutdown)",
             Unit::Seconds,
             renders.seconds.clone(),
@@ -328,6 +328,7 @@ impl Levels {
             (State::Running, counts.running),
             (State::Done, counts.done),
             (State::Failed, counts.failed),
+            (State::Cancelled, counts.cancelled),
         ] {
             let labels = [("state", state.as_str())];
             ConstGauge::new(n).encode(family.encode_family(&labels)?)?;

@@ -8,6 +8,7 @@
 //! Nothing here waits on a render: status pages read the job record (or the runner's live
 //! progress) and answer.
 
+pub mod api;
 pub mod http;
 pub mod metrics;
 pub mod pages;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use askama::Template;
 
 use crate::fastcgi::{self, Abort, Request, Response};
-use crate::jobs::{self, Job, JobId, Pending, Runner, State, SubmitError};
+use crate::jobs::{self, Job, JobId, Runner, State, SubmitError};
 use crate::pdf::{Orientation, Paper};
 use crate::reports::params::{self, Submitted};
 use crate::reports::{Catalog, Definition, ParamDef, ParamType, source};
@@ -197,6 +198,12 @@ pub enum AppError {
     Failed {
         id: JobId,
     },
+    /// The download of a job that was cancelled.
+    Cancelled {
+        id: JobId,
+    },
+    /// An API answer already decided (`/api/` addresses).
+    Problem(Box<api::Problem>),
     Unavailable {
         retry_after: Duration,
     },
@@ -263,6 +270,14 @@ impl AppError {
                 Some(format!("/jobs/{id}")),
                 "See what happened",
             ),
+            AppError::Cancelled { id } => msg(
+                410,
+                "No file to download",
+                "This report was cancelled before it was done, so there is no file.",
+                Some(format!("/jobs/{id}")),
+                "See the report",
+            ),
+            AppError::Problem(problem) => problem.reply(),
             AppError::Unavailable { retry_after } => msg(
                 503,
                 "Busy",
@@ -289,15 +304,31 @@ enum Outcome {
     /// job, answer 303, finish the request, then start its render.
     Submit(Arc<Definition>, Vec<(String, String)>),
     Events(JobId),
+    /// `GET /api/v1/reports` and `/api/v1/reports/<id>` (options may need the database).
+    ApiReports,
+    ApiReport(Arc<Definition>),
+    /// A JSON job request: validate, record (keys, reuse), answer 202, start.
+    ApiSubmit(
+        Arc<Definition>,
+        Vec<(String, String)>,
+        Option<(String, String)>,
+    ),
+    /// A job, maybe after waiting for it to change.
+    ApiJob(JobId, Option<Duration>),
+    /// Cancel: from the API (`true`, JSON) or the wait page's button (a 303 back to it).
+    Cancel(JobId, bool),
 }
 
 impl fastcgi::Handler for App {
     async fn handle(&self, request: Request, response: Response) {
         let http = HttpRequest::from_fastcgi(&request);
         let timer = self.metrics.start(&http.path);
+        // Under /api/ every error is problem+json, HTML everywhere else.
+        let api = http.path.starts_with("/api/");
+        let error = |e: AppError| if api { e.problem().reply() } else { e.reply() };
         let outcome = self
             .route(&http)
-            .unwrap_or_else(|e| Outcome::Reply(e.reply()));
+            .unwrap_or_else(|e| Outcome::Reply(error(e)));
         match outcome {
             Outcome::Reply(reply) => {
                 let _ = self.answer(&timer, reply, response).await;
@@ -315,42 +346,86 @@ impl fastcgi::Handler for App {
                 let _ = self.answer(&timer, Reply::html(200, &page), response).await;
             }
             Outcome::Submit(def, fields) => {
-                let def = match self.current(def).await {
-                    Ok(def) => def,
+                let key = match api::idempotency_key(http.header("Idempotency-Key")) {
+                    Ok(key) => key.map(|k| {
+                        let body = jobs::digest(&[def.id.as_bytes(), http.body]);
+                        (k, body)
+                    }),
+                    Err(p) => {
+                        let _ = self.answer(&timer, p.reply(), response).await;
+                        return;
+                    }
+                };
+                let submitted = self.submit(def, &fields, key).await;
+                let (submitted, reply) = match submitted {
+                    Ok(submitted) => {
+                        let see = Reply::see_other(format!("/jobs/{}", submitted.id()));
+                        (submitted, see)
+                    }
                     Err(e) => {
                         let _ = self.answer(&timer, e.reply(), response).await;
                         return;
                     }
                 };
-                let options = self.choice_options(&def).await;
-                let (request, form) = match validate(&def, &fields, &options) {
-                    Ok(ok) => ok,
-                    Err(form) => {
-                        let _ = self
-                            .answer(&timer, AppError::BadRequest(form).reply(), response)
-                            .await;
+                self.answer_and_start(&timer, reply, response, submitted)
+                    .await;
+            }
+            Outcome::ApiSubmit(def, fields, key) => {
+                let submitted = match self.submit(def, &fields, key).await {
+                    Ok(submitted) => submitted,
+                    Err(e) => {
+                        let _ = self.answer(&timer, e.problem().reply(), response).await;
                         return;
                     }
                 };
-                let pending = match self.enqueue(request, form).await {
-                    Ok(pending) => pending,
-                    Err(e) => {
-                        let _ = self.answer(&timer, e.reply(), response).await;
-                        return;
-                    }
+                let id = submitted.id();
+                let (job, replay) = match &submitted {
+                    jobs::Submitted::New(pending) => (pending.job().clone(), None),
+                    jobs::Submitted::Replayed(job) => (job.clone(), Some("Idempotent-Replayed")),
+                    jobs::Submitted::Reused(job) => (job.clone(), Some("Pdfworker-Reused")),
                 };
-                let id = pending.id();
-                match self
-                    .answer(&timer, Reply::see_other(format!("/jobs/{id}")), response)
-                    .await
-                {
-                    Ok(()) => log::info!("job {id}: answered 303, request finished"),
-                    // The client or nginx went away: the job is recorded and renders anyway.
-                    Err(e) => {
-                        log::info!("job {id}: response not delivered ({e}); rendering anyway")
-                    }
+                let mut reply = api::json_reply(202, &api::job_json(&job, self.live_for(&job)))
+                    .with_header("Location", format!("/api/v1/jobs/{id}"));
+                if let Some(header) = replay {
+                    reply = reply.with_header(header, "true".into());
                 }
-                self.runner.start(pending);
+                self.answer_and_start(&timer, reply, response, submitted)
+                    .await;
+            }
+            Outcome::ApiReports => {
+                let reply = self.api_reports().await;
+                let _ = self.answer(&timer, reply, response).await;
+            }
+            Outcome::ApiReport(def) => {
+                let reply = self.api_report(def).await;
+                let _ = self.answer(&timer, reply, response).await;
+            }
+            Outcome::ApiJob(id, wait) => {
+                let reply = self.api_job(id, wait).await.unwrap_or_else(error);
+                let _ = self.answer(&timer, reply, response).await;
+            }
+            Outcome::Cancel(id, true) => {
+                let reply = match self.cancel(id).await {
+                    Ok((job, now)) => {
+                        let status = if now { 200 } else { 202 };
+                        let mut body = api::job_json(&job, None);
+                        body["cancel_requested"] = serde_json::Value::Bool(true);
+                        api::json_reply(status, &body)
+                    }
+                    Err(e) => e.problem().reply(),
+                };
+                let _ = self.answer(&timer, reply, response).await;
+            }
+            Outcome::Cancel(id, false) => {
+                let reply = match self.cancel(id).await {
+                    Ok(_) => Reply::see_other(format!("/jobs/{id}")),
+                    Err(AppError::Problem(p)) if p.status == 409 => {
+                        // Ended meanwhile: its page says how.
+                        Reply::see_other(format!("/jobs/{id}"))
+                    }
+                    Err(e) => e.reply(),
+                };
+                let _ = self.answer(&timer, reply, response).await;
             }
             Outcome::Events(id) => {
                 // A stream stays open for minutes: it counts as answered when it starts.
@@ -358,6 +433,29 @@ impl fastcgi::Handler for App {
                 let last = request.param("HTTP_LAST_EVENT_ID").map(str::to_owned);
                 self.events(id, last, request.abort(), response).await;
             }
+        }
+    }
+}
+
+impl App {
+    /// Sends the answer to a submission and, for a new job, starts its render only after
+    /// the request is finished (its FCGI_END_REQUEST sent).
+    async fn answer_and_start(
+        &self,
+        timer: &metrics::RequestTimer,
+        reply: Reply,
+        response: Response,
+        submitted: jobs::Submitted,
+    ) {
+        let id = submitted.id();
+        let status = reply.status;
+        match self.answer(timer, reply, response).await {
+            Ok(()) => log::info!("job {id}: answered {status}, request finished"),
+            // The client or nginx went away: the job is recorded and renders anyway.
+            Err(e) => log::info!("job {id}: response not delivered ({e}); rendering anyway"),
+        }
+        if let jobs::Submitted::New(pending) = submitted {
+            self.runner.start(pending);
         }
     }
 }
@@ -446,6 +544,69 @@ impl App {
             ["jobs", id, "download"] => {
                 require(get, "GET, HEAD")?;
                 self.download(parse_id(id)?)
+            }
+            ["jobs", id, "cancel"] => {
+                require(req.is("POST"), "POST")?;
+                // The wait page's own button: refuse what another site's page makes a browser
+                // send (browsers say so in Sec-Fetch-Site).
+                if req
+                    .header("Sec-Fetch-Site")
+                    .is_some_and(|s| s != "same-origin" && s != "none")
+                {
+                    return Err(AppError::Problem(Box::new(
+                        api::plain(403).detail("cancel from the job's own page"),
+                    )));
+                }
+                Ok(Outcome::Cancel(parse_id(id)?, false))
+            }
+            ["api", "v1", "reports"] => {
+                require(get, "GET, HEAD")?;
+                Ok(Outcome::ApiReports)
+            }
+            ["api", "v1", "reports", id] => {
+                require(get, "GET, HEAD")?;
+                let def = self.catalog.get(id).cloned().ok_or(AppError::NotFound)?;
+                Ok(Outcome::ApiReport(def))
+            }
+            ["api", "v1", "reports", id, "jobs"] => {
+                require(req.is("POST"), "POST")?;
+                let def = self.catalog.get(id).cloned().ok_or(AppError::NotFound)?;
+                if !req.is_json() {
+                    return Err(AppError::UnsupportedMediaType);
+                }
+                if req.body.len() > api::MAX_BODY_BYTES {
+                    return Err(AppError::Problem(Box::new(api::plain(413).detail(
+                        format!("a job request may be at most {} bytes", api::MAX_BODY_BYTES),
+                    ))));
+                }
+                let key = api::idempotency_key(req.header("Idempotency-Key"))
+                    .map_err(|p| AppError::Problem(Box::new(p)))?;
+                let (fields, body) =
+                    api::body_fields(&def, req.body).map_err(|p| AppError::Problem(Box::new(p)))?;
+                // "The same body": the same members and values, whatever their order.
+                let key = key.map(|k| {
+                    let canonical = body.to_string();
+                    (k, jobs::digest(&[def.id.as_bytes(), canonical.as_bytes()]))
+                });
+                Ok(Outcome::ApiSubmit(def, fields, key))
+            }
+            ["api", "v1", "jobs", id] => {
+                let id = parse_id(id)?;
+                if req.is("DELETE") {
+                    return Ok(Outcome::Cancel(id, true));
+                }
+                require(get, "GET, HEAD, DELETE")?;
+                let wait = api::wait_param(req.query_param("wait"))
+                    .map_err(|p| AppError::Problem(Box::new(p)))?;
+                Ok(Outcome::ApiJob(id, wait))
+            }
+            ["api", "v1", "openapi.json"] => {
+                require(get, "GET, HEAD")?;
+                Ok(Outcome::Reply(Reply {
+                    status: 200,
+                    headers: vec![("Content-Type", "application/json".into())],
+                    body: api::OPENAPI.as_bytes().to_vec(),
+                }))
             }
             _ => Err(AppError::NotFound),
         }
@@ -556,19 +717,30 @@ impl App {
         out
     }
 
-    /// Records the job. `enqueue` writes and fsyncs the record, so it runs on a blocking
-    /// thread: a slow disk must not hold up the requests sharing this runtime thread.
-    async fn enqueue(
+    /// Validates a submission against the report as its file says now and records the job
+    /// (or finds the one an idempotency key or `reuse_for` names). Recording writes and
+    /// fsyncs, so it runs on a blocking thread: a slow disk must not hold up the requests
+    /// sharing this runtime thread. `key`: the idempotency key and a digest of the body.
+    async fn submit(
         &self,
-        request: jobs::Request,
-        mut form: Box<FormPage>,
-    ) -> Result<Pending, AppError> {
+        def: Arc<Definition>,
+        fields: &[(String, String)],
+        key: Option<(String, String)>,
+    ) -> Result<jobs::Submitted, AppError> {
+        let def = self.current(def).await?;
+        let options = self.choice_options(&def).await;
+        let (request, mut form) = validate(&def, fields, &options).map_err(AppError::BadRequest)?;
         let runner = self.runner.clone();
-        let result = tokio::task::spawn_blocking(move || runner.enqueue(request))
+        let opts = jobs::SubmitOptions {
+            idempotency: key,
+            reuse_for: def.reuse_for,
+        };
+        let result = tokio::task::spawn_blocking(move || runner.submit(request, &opts))
             .await
             .map_err(|e| AppError::Internal(format!("recording a job: {e}")))?;
+        let problem = |p: api::Problem| Err(AppError::Problem(Box::new(p)));
         match result {
-            Ok(pending) => Ok(pending),
+            Ok(submitted) => Ok(submitted),
             Err(SubmitError::TooManyPages { pages, max }) => {
                 form.general_error = Some(format!(
                     "That makes about {pages} pages; at most {max} pages fit in one report. Choose values that select fewer rows."
@@ -585,6 +757,23 @@ impl App {
                 Err(AppError::BadRequest(form))
             }
             Err(SubmitError::Busy { retry_after }) => Err(AppError::Unavailable { retry_after }),
+            Err(e @ SubmitError::KeyReused) => problem(
+                api::Problem::new(
+                    422,
+                    api::kinds::IDEMPOTENCY_KEY_REUSED,
+                    "The Idempotency-Key was used with another request",
+                )
+                .detail(e.to_string()),
+            ),
+            Err(e @ SubmitError::KeyInFlight) => problem(
+                api::Problem::new(
+                    409,
+                    api::kinds::IDEMPOTENCY_KEY_IN_FLIGHT,
+                    "A request with this Idempotency-Key is in progress",
+                )
+                .detail(e.to_string())
+                .header("Retry-After", "1".into()),
+            ),
             Err(SubmitError::Store(e)) => Err(AppError::Internal(format!("recording a job: {e}"))),
         }
     }
@@ -654,6 +843,9 @@ impl App {
         let job = self.load(id)?;
         if job.state == State::Failed {
             return Err(AppError::Failed { id });
+        }
+        if job.state == State::Cancelled {
+            return Err(AppError::Cancelled { id });
         }
         if job.state != State::Done {
             return Err(AppError::NotReady {

@@ -63,7 +63,7 @@ impl FormPage {
     }
 }
 
-/// `GET /jobs/<id>`: pending, done or failed.
+/// `GET /jobs/<id>`: pending, done, failed or cancelled.
 #[derive(Template, Debug)]
 #[template(path = "job.html")]
 pub struct JobPage {

@@ -1,6 +1,7 @@
 //! Integration tests, one binary with a module per area (house style). They start the real
 //! `pdfworker` binary, and real nginx where the area needs it.
 
+mod api;
 mod browser;
 mod cli;
 mod dbs;
