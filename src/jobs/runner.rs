@@ -1120,6 +1120,10 @@ impl RunCtx {
             }
             Err(Ending::Stopped(StopReason::Cancelled)) => {
                 self.job.cancel();
+                // How far it got stays visible.
+                let reached = self.live.progress();
+                self.job.pages_done = reached.pages_done;
+                self.job.pages_total = reached.pages_total;
                 log::info!(
                     "job {id}: cancelled at page {}, its partial file removed",
                     self.live.progress().pages_done

@@ -1628,6 +1628,12 @@ mod tests {
                 "type = \"number\" is not one of \"text\", \"integer\", \"decimal\", \"date\" or \"choice\"",
             ),
             (
+                "bad-reuse-for",
+                2,
+                13,
+                "reuse_for must be a number and a unit, such as \"90s\", \"10m\", \"2h\" or \"1d\"",
+            ),
+            (
                 "unknown-kind",
                 3,
                 8,

@@ -261,13 +261,12 @@ pub fn report_json(def: &Definition, options: &HashMap<String, Vec<String>>) -> 
     })
 }
 
-/// A job request's body as form-like pairs, for the validation the form uses; or the
-/// problem with it. Members: the report's params (and `paper` / `orientation` where the user
-/// may choose them), strings or numbers; `null` counts as absent.
-pub fn body_fields(
-    def: &Definition,
-    body: &[u8],
-) -> Result<(Vec<(String, String)>, Json), Problem> {
+/// A job request's body as form-like pairs, for the validation the form uses, with the
+/// members that cannot be values (named, for the 422 beside the values' own errors); or the
+/// problem with the whole body. Members: the report's params (and `paper` / `orientation`
+/// where the user may choose them; absent, the report's defaults), strings or numbers; `null`
+/// counts as absent.
+pub fn body_fields(def: &Definition, body: &[u8]) -> Result<BodyFields, Problem> {
     let value: Json = serde_json::from_slice(body).map_err(|e| {
         Problem::new(400, kinds::BAD_JSON, "The body is not valid JSON").detail(format!("{e}"))
     })?;
@@ -283,7 +282,7 @@ pub fn body_fields(
             || (name == "orientation" && def.orientation_choice)
     };
     let mut fields = Vec::new();
-    let mut errors = Vec::new();
+    let mut errors: Vec<(String, String)> = Vec::new();
     for (name, member) in members {
         if name == CALLBACK_URL {
             errors.push((
@@ -303,11 +302,33 @@ pub fn body_fields(
             _ => errors.push((name.clone(), "must be a string or a number".to_owned())),
         }
     }
-    if errors.is_empty() {
-        Ok((fields, value))
-    } else {
-        Err(validation(errors))
+    let mut default = |name: &str, value: &str| {
+        if !fields.iter().any(|(n, _)| n == name) {
+            fields.push((name.to_owned(), value.to_owned()));
+        }
+    };
+    if def.paper_choice {
+        default("paper", def.paper.as_str());
     }
+    if def.orientation_choice {
+        default("orientation", def.orientation.as_str());
+    }
+    Ok(BodyFields {
+        fields,
+        body: value,
+        errors,
+    })
+}
+
+/// What [`body_fields`] made of a body.
+#[derive(Debug)]
+pub struct BodyFields {
+    /// Values by name, as a form would send them.
+    pub fields: Vec<(String, String)>,
+    /// The body as parsed, for the idempotency digest.
+    pub body: Json,
+    /// Members that are no value of this report, with why.
+    pub errors: Vec<(String, String)>,
 }
 
 fn unknown_member(def: &Definition) -> String {
@@ -569,22 +590,24 @@ mod tests {
         let def =
             crate::reports::definition::load(std::path::Path::new("reports/ledger.toml"), &ctx)
                 .expect("ledger");
-        let (fields, _) = body_fields(
+        let got = body_fields(
             &def,
-            br#"{"title": "Q3", "rows": 5000, "paper": "a4", "orientation": null}"#,
+            br#"{"title": "Q3", "rows": 5000, "paper": "letter", "orientation": null}"#,
         )
         .expect("fields");
         assert_eq!(
-            fields,
+            got.fields,
             vec![
-                ("paper".to_owned(), "a4".to_owned()),
+                ("paper".to_owned(), "letter".to_owned()),
                 ("rows".to_owned(), "5000".to_owned()),
                 ("title".to_owned(), "Q3".to_owned()),
-            ]
+                ("orientation".to_owned(), "portrait".to_owned()),
+            ],
+            "absent or null paper and orientation take the report's defaults"
         );
-        let problem = body_fields(&def, br#"{"rows": true, "nope": 1}"#).expect_err("bad");
-        assert_eq!(problem.status, 422);
-        let names: Vec<&str> = problem.errors.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(got.errors.is_empty());
+        let got = body_fields(&def, br#"{"rows": true, "nope": 1}"#).expect("an object");
+        let names: Vec<&str> = got.errors.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["nope", "rows"]);
         for (body, status) in [(&b"[1]"[..], 400), (b"{", 400), (b"\"x\"", 400)] {
             assert_eq!(body_fields(&def, body).expect_err("bad").status, status);

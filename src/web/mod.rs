@@ -295,6 +295,16 @@ impl AppError {
     }
 }
 
+/// A JSON job request, read but not validated yet.
+struct ApiSubmission {
+    def: Arc<Definition>,
+    fields: Vec<(String, String)>,
+    /// The idempotency key and a digest of the body.
+    key: Option<(String, String)>,
+    /// Members that are no value of the report.
+    errors: Vec<(String, String)>,
+}
+
 /// What a route decided; the handler writes it.
 enum Outcome {
     Reply(Reply),
@@ -308,11 +318,7 @@ enum Outcome {
     ApiReports,
     ApiReport(Arc<Definition>),
     /// A JSON job request: validate, record (keys, reuse), answer 202, start.
-    ApiSubmit(
-        Arc<Definition>,
-        Vec<(String, String)>,
-        Option<(String, String)>,
-    ),
+    ApiSubmit(Box<ApiSubmission>),
     /// A job, maybe after waiting for it to change.
     ApiJob(JobId, Option<Duration>),
     /// Cancel: from the API (`true`, JSON) or the wait page's button (a 303 back to it).
@@ -356,7 +362,7 @@ impl fastcgi::Handler for App {
                         return;
                     }
                 };
-                let submitted = self.submit(def, &fields, key).await;
+                let submitted = self.submit(def, &fields, key, Vec::new()).await;
                 let (submitted, reply) = match submitted {
                     Ok(submitted) => {
                         let see = Reply::see_other(format!("/jobs/{}", submitted.id()));
@@ -370,8 +376,14 @@ impl fastcgi::Handler for App {
                 self.answer_and_start(&timer, reply, response, submitted)
                     .await;
             }
-            Outcome::ApiSubmit(def, fields, key) => {
-                let submitted = match self.submit(def, &fields, key).await {
+            Outcome::ApiSubmit(sub) => {
+                let ApiSubmission {
+                    def,
+                    fields,
+                    key,
+                    errors,
+                } = *sub;
+                let submitted = match self.submit(def, &fields, key, errors).await {
                     Ok(submitted) => submitted,
                     Err(e) => {
                         let _ = self.answer(&timer, e.problem().reply(), response).await;
@@ -581,14 +593,19 @@ impl App {
                 }
                 let key = api::idempotency_key(req.header("Idempotency-Key"))
                     .map_err(|p| AppError::Problem(Box::new(p)))?;
-                let (fields, body) =
+                let read =
                     api::body_fields(&def, req.body).map_err(|p| AppError::Problem(Box::new(p)))?;
                 // "The same body": the same members and values, whatever their order.
                 let key = key.map(|k| {
-                    let canonical = body.to_string();
+                    let canonical = read.body.to_string();
                     (k, jobs::digest(&[def.id.as_bytes(), canonical.as_bytes()]))
                 });
-                Ok(Outcome::ApiSubmit(def, fields, key))
+                Ok(Outcome::ApiSubmit(Box::new(ApiSubmission {
+                    def,
+                    fields: read.fields,
+                    key,
+                    errors: read.errors,
+                })))
             }
             ["api", "v1", "jobs", id] => {
                 let id = parse_id(id)?;
@@ -720,16 +737,31 @@ impl App {
     /// Validates a submission against the report as its file says now and records the job
     /// (or finds the one an idempotency key or `reuse_for` names). Recording writes and
     /// fsyncs, so it runs on a blocking thread: a slow disk must not hold up the requests
-    /// sharing this runtime thread. `key`: the idempotency key and a digest of the body.
+    /// sharing this runtime thread. `key`: the idempotency key and a digest of the body;
+    /// `errors`: API members that are no value of the report.
     async fn submit(
         &self,
         def: Arc<Definition>,
         fields: &[(String, String)],
         key: Option<(String, String)>,
+        errors: Vec<(String, String)>,
     ) -> Result<jobs::Submitted, AppError> {
         let def = self.current(def).await?;
         let options = self.choice_options(&def).await;
-        let (request, mut form) = validate(&def, fields, &options).map_err(AppError::BadRequest)?;
+        // API members that are no value are answered together with the values' own errors.
+        let (request, mut form) = match (validate(&def, fields, &options), errors.is_empty()) {
+            (Ok(checked), true) => checked,
+            (Err(form), true) => return Err(AppError::BadRequest(form)),
+            (Ok(_), false) => {
+                return Err(AppError::Problem(Box::new(api::validation(errors))));
+            }
+            (Err(form), false) => {
+                let mut problem = AppError::BadRequest(form).problem();
+                problem.errors.extend(errors);
+                problem.errors.sort();
+                return Err(AppError::Problem(Box::new(problem)));
+            }
+        };
         let runner = self.runner.clone();
         let opts = jobs::SubmitOptions {
             idempotency: key,

@@ -5,8 +5,9 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use crate::util::TempDir;
+use crate::util::{TempDir, wait_for};
 
 /// Every `serve` flag: a value it accepts and values its parser refuses (bounds included).
 /// `--data-dir` and `--reports-dir` take any path; they have tests of their own below.
@@ -422,4 +423,51 @@ fn check_config_refuses_a_data_dir_it_cannot_write_naming_owner_and_mode() {
         ran.stderr.contains(&want) && ran.stderr.contains("cannot create it"),
         "{want:?}\n{ran}"
     );
+}
+
+/// A broken definition stops `serve` before it listens, with the file, line and column, and
+/// never half-loads the others (issue #7).
+#[test]
+fn serve_refuses_to_start_with_a_broken_report_naming_its_file_line_and_column() {
+    let dir = TempDir::new("serve-broken");
+    let reports = dir.0.join("reports");
+    std::fs::create_dir_all(&reports).expect("mkdir");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/ledger.toml"),
+        reports.join("ledger.toml"),
+    )
+    .expect("copy ledger");
+    std::fs::write(
+        reports.join("broken.toml"),
+        "title = \"x\"\ncolour = \"red\"\n",
+    )
+    .expect("write");
+    let socket = dir.0.join("w.sock");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pdfworker"))
+        .args(["serve", "--listen"])
+        .arg(format!("unix:{}", socket.display()))
+        .arg("--data-dir")
+        .arg(dir.0.join("data"))
+        .arg("--reports-dir")
+        .arg(&reports)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start pdfworker");
+    let status = wait_for(Duration::from_secs(20), "serve to give up", || {
+        child.try_wait().expect("wait")
+    });
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert!(
+        !status.success(),
+        "serve started with a broken report: {stderr}"
+    );
+    assert!(
+        stderr.contains("broken.toml:2:1") && stderr.contains("unknown key \"colour\""),
+        "{stderr}"
+    );
+    assert!(!socket.exists(), "it never listened");
 }
