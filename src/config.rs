@@ -50,6 +50,12 @@ pub struct ServeConfig {
     pub max_streams: usize,
     /// How often a quiet event stream sends a comment line.
     pub sse_heartbeat: Duration,
+    /// Webhooks: the secret's file (read at start-up; `None`: webhooks off), destinations,
+    /// retry time, one attempt's timeout.
+    pub webhook_secret_file: Option<PathBuf>,
+    pub webhook_allow: crate::webhooks::AllowList,
+    pub webhook_retry: Duration,
+    pub webhook_timeout: Duration,
 }
 
 /// `pdfworker render`: the same document as the service, offline.
@@ -315,6 +321,42 @@ struct ServeFlags {
     )]
     threads: usize,
 
+    /// Webhooks are signed with the secret in this file (at least 16 bytes); without it a
+    /// job's callback_url is refused
+    #[arg(long, env = "PDFWORKER_WEBHOOK_SECRET_FILE", value_name = "PATH")]
+    webhook_secret_file: Option<PathBuf>,
+
+    /// Webhook destinations: host names and address ranges, comma-separated; empty: any
+    /// public address (loopback, private and link-local ones only when listed)
+    #[arg(
+        long,
+        env = "PDFWORKER_WEBHOOK_ALLOW",
+        value_name = "LIST",
+        default_value = "",
+        value_parser = parse_allow
+    )]
+    webhook_allow: crate::webhooks::AllowList,
+
+    /// A webhook is retried this long after its job ended, then given up
+    #[arg(
+        long,
+        env = "PDFWORKER_WEBHOOK_RETRY_SECS",
+        value_name = "N",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    webhook_retry_secs: u64,
+
+    /// One webhook attempt (connect, send, the receiver's status line) may take this long
+    #[arg(
+        long,
+        env = "PDFWORKER_WEBHOOK_TIMEOUT_SECS",
+        value_name = "N",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=300)
+    )]
+    webhook_timeout_secs: u64,
+
     /// SIGTERM: stop accepting, let requests and renders finish this long, then hand
     /// unfinished renders back to the queue
     #[arg(
@@ -431,6 +473,10 @@ impl From<ServeFlags> for ServeConfig {
                 .max_streams
                 .unwrap_or(crate::web::DEFAULT_MAX_STREAMS.min(f.max_conns / 2)),
             sse_heartbeat: Duration::from_secs(f.sse_heartbeat_secs),
+            webhook_secret_file: f.webhook_secret_file,
+            webhook_allow: f.webhook_allow,
+            webhook_retry: Duration::from_secs(f.webhook_retry_secs),
+            webhook_timeout: Duration::from_secs(f.webhook_timeout_secs),
         }
     }
 }
@@ -454,6 +500,11 @@ impl From<RenderFlags> for RenderArgs {
             max_pages: f.reports.max_pages,
         }
     }
+}
+
+/// `--webhook-allow`: host names and address ranges.
+fn parse_allow(s: &str) -> Result<crate::webhooks::AllowList, String> {
+    crate::webhooks::AllowList::parse(s)
 }
 
 /// A file mode like `0660` (or `0o660`, or `660`): octal, at most `0777`.

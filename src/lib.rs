@@ -11,6 +11,7 @@
 //! | `web`    | CGI params → routes, forms, pages, errors, SSE              | `fastcgi`, `jobs`, `pdf`        |
 //! | `config` | command-line flags and environment variables                | std, the config structs of `fastcgi` and `jobs` |
 //! | `shutdown`| the one future that fires on SIGTERM/SIGINT                | tokio                           |
+//! | `webhooks`| signed deliveries of job events, retries, destination checks | `jobs`, `web::api` (a job as JSON), tokio, rustls |
 //!
 //! `fastcgi` imports nothing from the rest of the crate, so it could become its own crate
 //! unchanged. `jobs` does not know how a PDF is drawn: it is handed a render function.
@@ -22,3 +23,4 @@ pub mod pdf;
 pub mod reports;
 pub mod shutdown;
 pub mod web;
+pub mod webhooks;

@@ -196,9 +196,31 @@ fn estimate_fn() -> EstimateFn {
 }
 
 /// `pdfworker check-config`: what `serve` would refuse, said before it has to.
+/// The webhook settings `serve` was given, with the secret read from its file.
+fn webhook_config(cfg: &ServeConfig) -> Result<pdfworker::webhooks::WebhookConfig, String> {
+    let secret = match &cfg.webhook_secret_file {
+        Some(path) => Some(
+            pdfworker::webhooks::read_secret(path).map_err(|e| format!("--webhook-secret-file {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(pdfworker::webhooks::WebhookConfig {
+        secret,
+        allow: cfg.webhook_allow.clone(),
+        retry_for: cfg.webhook_retry,
+        timeout: cfg.webhook_timeout,
+        ..pdfworker::webhooks::WebhookConfig::default()
+    })
+}
+
 fn check_config(cfg: &ServeConfig) -> Result<(), String> {
     let mut problems = Vec::new();
     check_data_dir(&cfg.data_dir, &mut problems);
+    match webhook_config(cfg) {
+        Ok(c) if c.secret.is_some() => println!("webhooks: on, secret read"),
+        Ok(_) => println!("webhooks: off (no --webhook-secret-file); a callback_url is refused"),
+        Err(e) => problems.push(e),
+    }
     match Catalog::load(&cfg.reports_dir, &ParseContext::default()) {
         Err(errors) => problems.extend(errors.iter().map(ToString::to_string)),
         Ok(catalog) => {
@@ -542,6 +564,7 @@ fn serve(cfg: ServeConfig) -> Result<(), String> {
             cfg.reports_dir.display()
         );
         let store = Store::open(&cfg.data_dir).map_err(|e| format!("data dir: {e}"))?;
+        let webhooks = Arc::new(webhook_config(&cfg)?);
         let render = render_fn(Arc::clone(&catalog), cfg.runner.max_pages);
         let runner = Runner::new(store, render, estimate_fn(), cfg.runner.clone());
         let (trigger, stop) = shutdown::channel();
@@ -552,11 +575,18 @@ fn serve(cfg: ServeConfig) -> Result<(), String> {
             let stop = stop.clone();
             tokio::spawn(async move { runner.run_janitor(stop.wait()).await })
         };
+        let deliverer = {
+            let store = runner.store().clone();
+            let stop = stop.clone();
+            let config = Arc::clone(&webhooks);
+            tokio::spawn(async move { pdfworker::webhooks::run(store, config, stop.wait()).await })
+        };
         // Bumped by the server, read by the app's /metrics.
         let fastcgi_stats = Arc::new(fastcgi::Stats::default());
         let app = Arc::new(
             web::App::new(runner.clone(), catalog, Arc::clone(&fastcgi_stats))
-                .with_streams(cfg.max_streams, cfg.sse_heartbeat),
+                .with_streams(cfg.max_streams, cfg.sse_heartbeat)
+                .with_webhooks(webhooks),
         );
         log::info!(
             "pdfworker {} serving, data in {}, {} render slots",
@@ -607,6 +637,7 @@ fn serve(cfg: ServeConfig) -> Result<(), String> {
         let _ = drain.await;
         served.map_err(|e| format!("server: {e}"))?;
         let _ = janitor.await;
+        let _ = deliverer.await;
         log::info!("stopped");
         Ok(())
     })

@@ -23,6 +23,9 @@ pub struct SubmitOptions {
     pub idempotency: Option<(String, String)>,
     /// The report's `reuse_for`.
     pub reuse_for: Option<Duration>,
+    /// Where to POST the job's end (already checked against the allow list). A request with
+    /// one always gets a job of its own (never a reused one, which has its own receiver).
+    pub callback_url: Option<String>,
 }
 
 /// How a submission was answered.
@@ -78,6 +81,7 @@ impl Runner {
     pub fn submit(&self, request: Request, opts: &SubmitOptions) -> Result<Submitted, SubmitError> {
         let store = self.store();
         let mut job = Job::new(request, 0);
+        job.webhook = opts.callback_url.clone().map(super::Webhook::new);
         if let Some((key, body)) = &opts.idempotency {
             let key_digest = digest(&[b"idempotency-key", key.as_bytes()]);
             let entry = KeyEntry {
@@ -141,7 +145,7 @@ impl Runner {
         opts: &SubmitOptions,
     ) -> Result<Submitted, SubmitError> {
         let store = self.store();
-        let Some(window) = opts.reuse_for else {
+        let Some(window) = opts.reuse_for.filter(|_| job.webhook.is_none()) else {
             return self.enqueue_job(job).map(Submitted::New);
         };
         // The request as recorded (report, definition digest, values, paper, orientation):

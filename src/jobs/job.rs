@@ -154,6 +154,82 @@ pub struct Job {
     /// Digest of what was asked for, when the report reuses identical jobs (`reuse_for`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedup_key: Option<String>,
+    /// Where to tell the end of the job, and how that went (issue #9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+}
+
+/// A job's webhook: the event for its end, delivered at least once, and every attempt. It
+/// lives in the record, so a worker that dies before or during a delivery leaves it to the
+/// next one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// Where the event is POSTed (checked against `--webhook-allow` when the job was made).
+    pub url: String,
+    /// The event's `id`, the same in every attempt, for the receiver's dedup.
+    pub event_id: String,
+    pub state: Delivery,
+    /// Attempts made so far (the list keeps the latest [`MAX_ATTEMPTS_KEPT`]).
+    pub attempts_made: u32,
+    pub attempts: Vec<DeliveryAttempt>,
+    /// When the next attempt is due (epoch ms); 0 = as soon as the job has ended.
+    pub next_at_ms: u64,
+    /// Why it was given up, when `Failed`.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Where a webhook stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// Waiting for the job to end, or for its next attempt.
+    Pending,
+    /// A receiver answered 2xx.
+    Delivered,
+    /// Given up: refused destination, an answer that says do not retry, or out of time.
+    Failed,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::Pending => "pending",
+            Delivery::Delivered => "delivered",
+            Delivery::Failed => "failed",
+        }
+    }
+}
+
+/// One attempt to deliver a webhook. Recorded before the request is sent, so an attempt that
+/// dies with its worker is still visible (`result` stays `None` until it ends).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryAttempt {
+    /// Sent as `Pdfworker-Delivery`: no two attempts share it.
+    pub id: String,
+    pub at_ms: u64,
+    /// The receiver's HTTP status, if it answered.
+    pub status: Option<u16>,
+    /// What happened, for people: "HTTP 500", "connection refused", "timed out after 10 s".
+    pub result: Option<String>,
+}
+
+/// Attempts a record keeps; older ones are only counted (`Webhook::attempts_made`).
+pub const MAX_ATTEMPTS_KEPT: usize = 20;
+
+impl Webhook {
+    /// A webhook to `url`, pending, with a fresh event id.
+    pub fn new(url: String) -> Webhook {
+        Webhook {
+            url,
+            event_id: JobId::new().to_string(),
+            state: Delivery::Pending,
+            attempts_made: 0,
+            attempts: Vec::new(),
+            next_at_ms: 0,
+            error: None,
+        }
+    }
 }
 
 /// Deaths of its worker a job may witness beside other renders before it is given up anyway:
@@ -190,6 +266,7 @@ impl Job {
             alone: false,
             idempotency_key: None,
             dedup_key: None,
+            webhook: None,
         }
     }
 
@@ -216,6 +293,11 @@ impl Job {
         }
         if self.state == State::Done && self.size_bytes.is_none() {
             return Err("state done without size_bytes".to_owned());
+        }
+        if let Some(hook) = &self.webhook
+            && (hook.url.len() > 2048 || hook.attempts.len() > MAX_ATTEMPTS_KEPT)
+        {
+            return Err("webhook over its limits".to_owned());
         }
         // They name files (`Store::remove`), so only digests pass.
         for key in [&self.idempotency_key, &self.dedup_key]

@@ -23,7 +23,10 @@ mod test_util;
 
 pub use admit::{SubmitOptions, Submitted, digest};
 pub use id::{InvalidJobId, JobId};
-pub use job::{Job, MAX_ERROR_CHARS, MAX_TITLE_CHARS, Request, State};
+pub use job::{
+    Delivery, DeliveryAttempt, Job, MAX_ATTEMPTS_KEPT, MAX_ERROR_CHARS, MAX_TITLE_CHARS, Request, State,
+    Webhook,
+};
 pub use runner::{
     Cancel, CancelError, EstimateFn, JobCounts, Pending, Progress, RenderEnd, RenderFailure,
     RenderFn, RenderObserver, RenderOutcome, Runner, RunnerConfig, SubmitError, Usage,

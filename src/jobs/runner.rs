@@ -578,6 +578,12 @@ impl Runner {
                 .into());
             }
         };
+        // Noted before the record: a job whose record exists always has its note.
+        if job.webhook.is_some()
+            && let Err(e) = self.inner.store.mark_delivery(id)
+        {
+            return Err(e.into());
+        }
         if let Err(e) = self.inner.store.create(&job) {
             let _ = self.inner.store.remove(id);
             return Err(e.into());

@@ -9,6 +9,7 @@
 //! <data>/files/<id>.pdf       the finished PDF (written as <id>.pdf.tmp by the runner)
 //! <data>/keys/<digest>.json   an `Idempotency-Key` taken: its job and the body it came with
 //! <data>/reuse/<digest>.json  the latest job of a request a report reuses (`reuse_for`)
+//! <data>/deliveries/<id>      an empty file per job whose webhook is not settled yet
 //! ```
 //! Only one holder of a job's claim writes its record, so `<id>.json.tmp` needs no unique name.
 //!
@@ -79,6 +80,7 @@ pub struct Store {
     files: PathBuf,
     keys: PathBuf,
     reuse: PathBuf,
+    deliveries: PathBuf,
 }
 
 /// Which index of digests → jobs a key file belongs to.
@@ -137,8 +139,16 @@ impl Store {
             files: data_dir.join("files"),
             keys: data_dir.join("keys"),
             reuse: data_dir.join("reuse"),
+            deliveries: data_dir.join("deliveries"),
         };
-        for dir in [&store.jobs, &store.files, &store.keys, &store.reuse] {
+        let dirs = [
+            &store.jobs,
+            &store.files,
+            &store.keys,
+            &store.reuse,
+            &store.deliveries,
+        ];
+        for dir in dirs {
             fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
         Ok(store)
@@ -280,6 +290,7 @@ impl Store {
         let paths = [
             self.pdf_tmp_path(id),
             self.cancel_path(id),
+            self.deliveries.join(id.to_string()),
             self.record_path(id),
             self.jobs.join(format!("{id}.json.tmp")),
             self.jobs.join(format!("{id}.lock")),
@@ -322,6 +333,50 @@ impl Store {
     /// Forgets a cancel request once the job is final. Only the holder of the claim calls it.
     pub fn clear_cancel(&self, id: JobId) {
         let path = self.cancel_path(id);
+        if let Err(e) = remove_file_if_any(&path) {
+            log::warn!("job {id}: {e}");
+        }
+    }
+
+    /// Notes durably that the job has a webhook to deliver, before its record exists: the
+    /// deliverer looks only at the jobs noted here, however many records are kept.
+    ///
+    /// # Errors
+    /// `StoreError::Io` if the note cannot be written.
+    pub fn mark_delivery(&self, id: JobId) -> Result<(), StoreError> {
+        let path = self.deliveries.join(id.to_string());
+        File::create(&path).map_err(|e| StoreError::io(&path, e))?;
+        sync_dir(&self.deliveries)
+    }
+
+    /// Jobs with a webhook not settled yet, with when each was noted (epoch ms).
+    ///
+    /// # Errors
+    /// `StoreError::Io` if the folder cannot be listed.
+    pub fn pending_deliveries(&self) -> Result<Vec<(JobId, u64)>, StoreError> {
+        let dir = &self.deliveries;
+        let entries = fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+            let Some(id) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let noted = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            out.push((id, noted));
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Forgets a job's webhook once it is settled (delivered or given up).
+    pub fn clear_delivery(&self, id: JobId) {
+        let path = self.deliveries.join(id.to_string());
         if let Err(e) = remove_file_if_any(&path) {
             log::warn!("job {id}: {e}");
         }

@@ -697,6 +697,7 @@ const TOP_KEYS: &[&str] = &[
     "column",
     "fonts",
     "reuse_for",
+    "callback_url",
 ];
 const SOURCE_KEYS: &[&str] = &[
     "kind",
@@ -774,6 +775,16 @@ fn build(top: &Table<'_, '_>, id: String) -> Result<Definition, DefinitionError>
             }
         },
     };
+    // Checked against the server's allow list when a job is made, like one from a request.
+    let callback_url = match top.string("callback_url")? {
+        None => None,
+        Some(url) if url.value.starts_with("https://") || url.value.starts_with("http://") => {
+            Some(url.value.to_owned())
+        }
+        Some(url) => {
+            return Err(top.invalid("callback_url", url.start, "must be an http or https URL"));
+        }
+    };
     let definition = Definition {
         id,
         path: top.doc.path.to_owned(),
@@ -793,6 +804,7 @@ fn build(top: &Table<'_, '_>, id: String) -> Result<Definition, DefinitionError>
         columns,
         fonts,
         reuse_for,
+        callback_url,
     };
     let located = Located {
         title,

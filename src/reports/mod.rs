@@ -60,6 +60,8 @@ pub struct Definition {
     /// `reuse_for`: an identical request within this long of an earlier job's creation gets
     /// that job (done, or still on its way) instead of a new render. `None`: never.
     pub reuse_for: Option<std::time::Duration>,
+    /// Where every job of the report is told its end, unless its request names another.
+    pub callback_url: Option<String>,
 }
 
 /// `[source]`.

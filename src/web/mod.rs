@@ -52,6 +52,8 @@ pub struct App {
     watchers: Watchers,
     /// `GET /metrics`: requests, renders, and levels read at scrape time.
     metrics: metrics::Metrics,
+    /// What a job's `callback_url` is checked against.
+    webhooks: Arc<crate::webhooks::WebhookConfig>,
 }
 
 /// An `options_query`'s answer (`None`: it failed) and when it came.
@@ -115,7 +117,16 @@ impl App {
             options: std::sync::Mutex::new(HashMap::new()),
             finished: TtlCache::new(),
             finished_pages: TtlCache::new(),
+            webhooks: Arc::new(crate::webhooks::WebhookConfig::default()),
         }
+    }
+
+    /// Jobs may name a `callback_url` checked against `config` (without a secret in it,
+    /// every callback is refused).
+    #[must_use]
+    pub fn with_webhooks(mut self, config: Arc<crate::webhooks::WebhookConfig>) -> App {
+        self.webhooks = config;
+        self
     }
 
     /// At most `max` event streams open at once (more watchers are answered once with a
@@ -303,6 +314,8 @@ struct ApiSubmission {
     key: Option<(String, String)>,
     /// Members that are no value of the report.
     errors: Vec<(String, String)>,
+    /// `callback_url`, checked.
+    callback: Option<String>,
 }
 
 /// What a route decided; the handler writes it.
@@ -362,7 +375,7 @@ impl fastcgi::Handler for App {
                         return;
                     }
                 };
-                let submitted = self.submit(def, &fields, key, Vec::new()).await;
+                let submitted = self.submit(def, &fields, key, Vec::new(), None).await;
                 let (submitted, reply) = match submitted {
                     Ok(submitted) => {
                         let see = Reply::see_other(format!("/jobs/{}", submitted.id()));
@@ -382,8 +395,9 @@ impl fastcgi::Handler for App {
                     fields,
                     key,
                     errors,
+                    callback,
                 } = *sub;
-                let submitted = match self.submit(def, &fields, key, errors).await {
+                let submitted = match self.submit(def, &fields, key, errors, callback).await {
                     Ok(submitted) => submitted,
                     Err(e) => {
                         let _ = self.answer(&timer, e.problem().reply(), response).await;
@@ -593,8 +607,27 @@ impl App {
                 }
                 let key = api::idempotency_key(req.header("Idempotency-Key"))
                     .map_err(|p| AppError::Problem(Box::new(p)))?;
-                let read =
+                let mut read =
                     api::body_fields(&def, req.body).map_err(|p| AppError::Problem(Box::new(p)))?;
+                let callback = match read.body.get(api::CALLBACK_URL) {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(serde_json::Value::String(url)) => {
+                        match crate::webhooks::check_url(url, &self.webhooks) {
+                            Ok(_) => Some(url.clone()),
+                            Err(why) => {
+                                read.errors.push((api::CALLBACK_URL.to_owned(), why));
+                                None
+                            }
+                        }
+                    }
+                    Some(_) => {
+                        read.errors.push((
+                            api::CALLBACK_URL.to_owned(),
+                            "must be a string (an http or https URL)".to_owned(),
+                        ));
+                        None
+                    }
+                };
                 // "The same body": the same members and values, whatever their order.
                 let key = key.map(|k| {
                     let canonical = read.body.to_string();
@@ -605,6 +638,7 @@ impl App {
                     fields: read.fields,
                     key,
                     errors: read.errors,
+                    callback,
                 })))
             }
             ["api", "v1", "jobs", id] => {
@@ -745,6 +779,7 @@ impl App {
         fields: &[(String, String)],
         key: Option<(String, String)>,
         errors: Vec<(String, String)>,
+        callback: Option<String>,
     ) -> Result<jobs::Submitted, AppError> {
         let def = self.current(def).await?;
         let options = self.choice_options(&def).await;
@@ -766,6 +801,7 @@ impl App {
         let opts = jobs::SubmitOptions {
             idempotency: key,
             reuse_for: def.reuse_for,
+            callback_url: callback.or_else(|| def.callback_url.clone()),
         };
         let result = tokio::task::spawn_blocking(move || runner.submit(request, &opts))
             .await

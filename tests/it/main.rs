@@ -16,3 +16,4 @@ mod restart;
 mod sources;
 mod util;
 mod watchers;
+mod webhooks;
