@@ -14,7 +14,13 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::sync::Arc;
+#[cfg(test)]
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
 
 use super::{Job, JobId};
 
@@ -71,6 +77,35 @@ const MAX_RECORD_BYTES: u64 = 64 * 1024;
 pub struct Store {
     jobs: PathBuf,
     files: PathBuf,
+    /// Tests count the reads of this store and its clones (`loads`, `scans`).
+    #[cfg(test)]
+    reads: Arc<Reads>,
+}
+
+/// How often a store (and its clones) read records and listed them; tests only.
+#[cfg(test)]
+#[derive(Debug, Default)]
+struct Reads {
+    loads: AtomicUsize,
+    scans: AtomicUsize,
+}
+
+/// The jobs directory's identity and last change, as `Store::records_stamp` reads it. Every
+/// record written, replaced or removed changes it: records are written as a temporary file
+/// renamed into place, and both the creation and the rename change the directory's mtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DirStamp {
+    dev: u64,
+    ino: u64,
+    modified: SystemTime,
+}
+
+impl DirStamp {
+    /// When the directory last changed, by the file system's clock (which may lag the system
+    /// clock by a tick or run ahead of it).
+    pub(crate) fn modified(&self) -> SystemTime {
+        self.modified
+    }
 }
 
 /// The exclusive right to work on one job: an flock held on `jobs/<id>.lock`.
@@ -100,6 +135,8 @@ impl Store {
         let store = Store {
             jobs: data_dir.join("jobs"),
             files: data_dir.join("files"),
+            #[cfg(test)]
+            reads: Arc::default(),
         };
         for dir in [&store.jobs, &store.files] {
             fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
@@ -136,6 +173,8 @@ impl Store {
     /// `StoreError::Corrupt` if the file does not parse, names another id, or breaks a limit;
     /// `StoreError::Io` if it cannot be read.
     pub fn load(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        #[cfg(test)]
+        self.reads.loads.fetch_add(1, Ordering::Relaxed);
         let path = self.record_path(id);
         let file = match fs::File::open(&path) {
             Ok(file) => file,
@@ -201,6 +240,8 @@ impl Store {
     /// # Errors
     /// `StoreError::Io` if the directory cannot be listed.
     pub fn scan(&self) -> Result<Vec<JobId>, StoreError> {
+        #[cfg(test)]
+        self.reads.scans.fetch_add(1, Ordering::Relaxed);
         let entries = fs::read_dir(&self.jobs).map_err(|e| StoreError::io(&self.jobs, e))?;
         let mut ids = Vec::new();
         for entry in entries {
@@ -216,6 +257,40 @@ impl Store {
         }
         ids.sort();
         Ok(ids)
+    }
+
+    /// The jobs directory's stamp: read it before `scan`, and while it stays the same (and
+    /// the change it records is not too recent for the file system's clock granularity, see
+    /// the janitor) no record has been added or removed since.
+    ///
+    /// # Errors
+    /// `StoreError::Io` if the directory cannot be examined.
+    pub(crate) fn records_stamp(&self) -> Result<DirStamp, StoreError> {
+        let meta = fs::metadata(&self.jobs).map_err(|e| StoreError::io(&self.jobs, e))?;
+        let modified = meta.modified().map_err(|e| StoreError::io(&self.jobs, e))?;
+        Ok(DirStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            modified,
+        })
+    }
+
+    /// The jobs directory, for tests that change it behind the store's back.
+    #[cfg(test)]
+    pub(crate) fn jobs_dir(&self) -> &Path {
+        &self.jobs
+    }
+
+    /// Records this store and its clones have read (`load` calls) since it was opened.
+    #[cfg(test)]
+    pub(crate) fn loads(&self) -> usize {
+        self.reads.loads.load(Ordering::Relaxed)
+    }
+
+    /// Directory listings (`scan` calls) by this store and its clones since it was opened.
+    #[cfg(test)]
+    pub(crate) fn scans(&self) -> usize {
+        self.reads.scans.load(Ordering::Relaxed)
     }
 
     /// Deletes everything of a job: PDF (and leftovers of an interrupted render), record, lock
