@@ -13,6 +13,7 @@
 //! `Orientation` are used.
 
 mod id;
+mod index;
 mod janitor;
 mod job;
 mod runner;
