@@ -322,17 +322,18 @@ struct ServeFlags {
     threads: usize,
 
     /// Webhooks are signed with the secret in this file (at least 16 bytes); without it a
-    /// job's callback_url is refused
+    /// job's callback_url is refused [default: none, webhooks off]
     #[arg(long, env = "PDFWORKER_WEBHOOK_SECRET_FILE", value_name = "PATH")]
     webhook_secret_file: Option<PathBuf>,
 
-    /// Webhook destinations: host names and address ranges, comma-separated; empty: any
-    /// public address (loopback, private and link-local ones only when listed)
+    /// Webhook destinations: host names and address ranges, comma-separated; loopback,
+    /// private and link-local addresses only when listed [default: any public address]
     #[arg(
         long,
         env = "PDFWORKER_WEBHOOK_ALLOW",
         value_name = "LIST",
         default_value = "",
+        hide_default_value = true,
         value_parser = parse_allow
     )]
     webhook_allow: crate::webhooks::AllowList,
@@ -563,8 +564,8 @@ mod tests {
     #[test]
     fn help_of_every_subcommand_lists_its_flags() {
         let cases = [
-            ("serve", 19),
-            ("check-config", 19),
+            ("serve", 23),
+            ("check-config", 23),
             ("render", 9),
             ("demo-data", 2),
         ];

@@ -200,7 +200,8 @@ fn estimate_fn() -> EstimateFn {
 fn webhook_config(cfg: &ServeConfig) -> Result<pdfworker::webhooks::WebhookConfig, String> {
     let secret = match &cfg.webhook_secret_file {
         Some(path) => Some(
-            pdfworker::webhooks::read_secret(path).map_err(|e| format!("--webhook-secret-file {e}"))?,
+            pdfworker::webhooks::read_secret(path)
+                .map_err(|e| format!("--webhook-secret-file {e}"))?,
         ),
         None => None,
     };

@@ -1,18 +1,24 @@
-//! The janitor: on start, every `janitor_interval` and whenever a job ends here, looks at every
-//! record in the store and (a) starts here the oldest unfinished jobs nobody holds a claim on —
+//! The janitor: on start, every `janitor_interval` and whenever a job ends here, looks at the
+//! store and (a) starts here the oldest unfinished jobs nobody holds a claim on —
 //! its worker died, or never started it, or it waits for a slot elsewhere — as many as this
 //! process has free slots, settling the death of a render whose worker died (blamed if it ran
 //! alone, else a bystander; see `Job::settle_death`) and failing a job that kills its worker;
-//! (b) removes finished jobs older than `retention`, PDF included.
+//! (b) removes finished jobs older than `retention`, PDF included; (c) counts records by state
+//! for `Runner::job_counts`.
+//!
+//! It keeps an index of the records (`index.rs`) so that a sweep reads only the unfinished
+//! ones, lists the directory only when records came or went, and touches finished ones only
+//! when they are due to expire: an idle worker over a large archive does next to nothing.
 //!
 //! Store I/O is blocking, so each sweep runs on a blocking thread; the loop itself only waits.
 
 use std::pin::pin;
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::time::MissedTickBehavior;
 
+use super::index::Index;
 use super::job::{Death, MAX_BYSTANDER_CRASHES, now_ms};
 use super::runner::{Inner, JobCounts, Pending, Runner};
 use super::{Job, JobId, State, StoreError};
@@ -55,47 +61,53 @@ impl Inner {
     /// One pass over the store. Returns the jobs it claimed and that should start here: the
     /// oldest unfinished jobs nobody holds, no more than this process has free slots for
     /// (`free_slots`), so that queued work goes to whichever worker has room.
+    ///
+    /// Reads only what can need work (see `index.rs`): the unfinished records, the directory
+    /// listing when records may have come or gone, and none of the finished ones but those
+    /// due to expire.
     pub(super) fn sweep(self: &Arc<Self>) -> Vec<Pending> {
-        let ids = match self.store.scan() {
-            Ok(ids) => ids,
+        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        let rechecked = match self.refresh(&mut index) {
+            Ok(rechecked) => rechecked,
             Err(e) => {
                 log::error!("janitor: {e}");
                 return Vec::new();
             }
         };
-        // Forget corrupt records that are gone, so the set cannot grow without bound.
-        self.corrupt_seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|id| ids.binary_search(id).is_ok());
-        let now = now_ms();
         // (created, id) of unfinished jobs not live here.
         let mut waiting = Vec::new();
         let mut counts = JobCounts::default();
-        for id in ids {
+        for id in index.unfinished() {
             if self.is_closing() {
                 return Vec::new();
             }
+            // Its record changes under this process's hands; it is read once it is no longer
+            // live here (and `job_counts` counts it meanwhile).
             if self.is_live(id) {
                 continue;
             }
-            match self.load_reporting_corrupt(id) {
-                Ok(Some(job)) if job.state.is_final() => match self.expire_if_old(&job, now) {
-                    Ok(true) => {}
-                    Ok(false) => counts.add(job.state),
-                    Err(e) => {
-                        counts.add(job.state);
-                        log::error!("job {id}: janitor: {e}");
-                    }
-                },
+            match self.store.load(id) {
+                Ok(Some(job)) if job.state.is_final() => {
+                    index.set_final(id, job.state, self.expires_ms(&job));
+                }
                 Ok(Some(job)) => {
                     counts.add(job.state);
                     waiting.push((job.created_ms, id));
                 }
-                Ok(None) => {}
+                Ok(None) => index.forget(id),
+                Err(e @ StoreError::Corrupt { .. }) => {
+                    let first = index.set_corrupt(id);
+                    if first && rechecked.binary_search(&id).is_err() {
+                        log::error!("job {id}: skipped by the janitor: {e}");
+                    }
+                }
                 Err(e) => log::error!("job {id}: janitor: {e}"),
             }
         }
+        self.expire_due(&mut index, now_ms());
+        let finals = index.final_counts();
+        counts.done = finals.done;
+        counts.failed = finals.failed;
         *self.swept.lock().unwrap_or_else(PoisonError::into_inner) = counts;
         waiting.sort_unstable();
         let mut found = Vec::new();
@@ -112,6 +124,63 @@ impl Inner {
         found
     }
 
+    /// Brings the index up to date with the jobs directory: lists it only when its stamp says
+    /// records may have been added or removed since the last listing, or at the periodic
+    /// recheck. Returns the corrupt records the recheck reads again (sorted), which were
+    /// reported already.
+    fn refresh(&self, index: &mut Index) -> Result<Vec<JobId>, StoreError> {
+        let now = Instant::now();
+        let stamp = self.store.records_stamp()?;
+        if !index.needs_listing(&stamp, now) {
+            return Ok(Vec::new());
+        }
+        // Taken after the stamp: a change after this moment gets a later mtime, unless the
+        // stamp itself is recent, which `Index::listed` then does not trust.
+        let read_at = SystemTime::now();
+        let ids = self.store.scan()?;
+        let (added, gone) = index.listed(&ids, stamp, read_at);
+        if added > 0 || gone > 0 {
+            log::debug!(
+                "janitor: {added} new records, {gone} gone, {} in all",
+                ids.len()
+            );
+        }
+        let mut rechecked = if index.recheck_due(now) {
+            index.recheck(now)
+        } else {
+            Vec::new()
+        };
+        rechecked.sort_unstable();
+        Ok(rechecked)
+    }
+
+    /// When a finished job's record and PDF go (Unix ms): `retention` after it finished.
+    fn expires_ms(&self, job: &Job) -> u64 {
+        let retention = u64::try_from(self.config.retention.as_millis()).unwrap_or(u64::MAX);
+        job.finished_ms
+            .unwrap_or(job.created_ms)
+            .saturating_add(retention)
+    }
+
+    /// Removes the finished jobs whose retention has passed by `now` (Unix ms), PDF included,
+    /// without reading their records: a finished record never changes. One whose claim is held
+    /// stays for a later sweep.
+    fn expire_due(&self, index: &mut Index, now: u64) {
+        for id in index.due(now) {
+            if self.is_closing() {
+                return;
+            }
+            if self.is_live(id) {
+                continue;
+            }
+            match self.expire(id) {
+                Ok(true) => index.forget(id),
+                Ok(false) => {}
+                Err(e) => log::error!("job {id}: janitor: {e}"),
+            }
+        }
+    }
+
     /// Claims an unfinished job to start it here. A job whose record says running lost its
     /// worker mid-render: the death is settled first (`Job::settle_death`), and the job is
     /// failed instead if that was one death too many.
@@ -121,7 +190,7 @@ impl Inner {
             return Ok(None);
         };
         // Its worker may have finished it and let go between our scan and our claim.
-        let Some(mut job) = self.load_reporting_corrupt(id)? else {
+        let Some(mut job) = self.store.load(id)? else {
             return Ok(None);
         };
         if job.state.is_final() {
@@ -181,40 +250,17 @@ impl Inner {
         Ok(Some(Pending { job, claim, slot }))
     }
 
-    /// Removes a finished job past its retention; true if it did.
-    fn expire_if_old(&self, job: &Job, now: u64) -> Result<bool, StoreError> {
-        let retention = u64::try_from(self.config.retention.as_millis()).unwrap_or(u64::MAX);
-        let finished = job.finished_ms.unwrap_or(job.created_ms);
-        if now.saturating_sub(finished) < retention {
-            return Ok(false);
-        }
+    /// Removes a finished job past its retention; true if it did (or it was gone already).
+    fn expire(&self, id: JobId) -> Result<bool, StoreError> {
         // Whoever holds the claim may still be writing the record; a final job's claim is only
         // held for moments, so skipping it costs one interval.
-        if let Some(claim) = self.store.claim(job.id)? {
-            self.store.remove(job.id)?;
-            drop(claim);
-            log::info!("job {}: expired, removed", job.id);
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    /// Loads a record; a corrupt one is logged the first time it is seen and then skipped.
-    fn load_reporting_corrupt(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        match self.store.load(id) {
-            Err(e @ StoreError::Corrupt { .. }) => {
-                let first = self
-                    .corrupt_seen
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(id);
-                if first {
-                    log::error!("job {id}: skipped by the janitor: {e}");
-                }
-                Ok(None)
-            }
-            other => other,
-        }
+        let Some(claim) = self.store.claim(id)? else {
+            return Ok(false);
+        };
+        self.store.remove(id)?;
+        drop(claim);
+        log::info!("job {id}: expired, removed");
+        Ok(true)
     }
 }
 

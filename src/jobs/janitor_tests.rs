@@ -12,8 +12,8 @@ use crate::jobs::job::tests::request;
 use crate::jobs::runner::tests::{
     Event, Gate, config, gated_render, pages_render, runner, wait_final, wait_until,
 };
-use crate::jobs::test_util::TempDir;
-use crate::jobs::{RenderFn, RunnerConfig, State, Store};
+use crate::jobs::test_util::{TempDir, capture_warnings};
+use crate::jobs::{JobCounts, RenderFn, RunnerConfig, State, Store};
 
 const HOUR_MS: u64 = 60 * 60 * 1000;
 
@@ -445,20 +445,14 @@ fn corrupt_records_are_reported_once_and_skipped() {
     let runner = runner(&dir, pages_render(), config());
     let found: Vec<JobId> = runner.inner.sweep().iter().map(Pending::id).collect();
     assert_eq!(found, vec![good.id], "the good job is still found");
-    assert!(
-        runner
-            .inner
-            .corrupt_seen
-            .lock()
-            .expect("set")
-            .contains(&bad)
-    );
+    assert!(runner.inner.index.lock().expect("index").is_corrupt(bad));
     runner.inner.sweep();
-    assert_eq!(runner.inner.corrupt_seen.lock().expect("set").len(), 1);
+    assert_eq!(runner.inner.index.lock().expect("index").corrupt_count(), 1);
     fs::remove_file(jobs_dir.join(format!("{bad}.json"))).expect("remove");
     runner.inner.sweep();
-    assert!(
-        runner.inner.corrupt_seen.lock().expect("set").is_empty(),
+    assert_eq!(
+        runner.inner.index.lock().expect("index").corrupt_count(),
+        0,
         "forgotten once gone"
     );
 }
@@ -541,4 +535,252 @@ async fn recovered_jobs_over_this_workers_limits_fail_instead_of_running() {
         "{job:?}"
     );
     assert_eq!(renders.load(Ordering::SeqCst), 0);
+}
+
+/// Writes a record as `Store::save` would, without the fsyncs: for tests that need thousands.
+fn write_quickly(store: &Store, job: &Job) {
+    let bytes = serde_json::to_vec_pretty(job).expect("serialize");
+    fs::write(store.jobs_dir().join(format!("{}.json", job.id)), bytes).expect("write record");
+}
+
+/// A finished record, `age_ms` after its end, written with `write_quickly`.
+fn finished_quickly(store: &Store, state: State, age_ms: u64) -> Job {
+    let mut job = Job::new(request("archived", 1), 1);
+    job.begin_attempt(1, false);
+    if state == State::Done {
+        job.complete(1, 4, 10);
+    } else {
+        job.fail("it broke");
+    }
+    job.finished_ms = Some(now_ms() - age_ms);
+    write_quickly(store, &job);
+    job
+}
+
+/// Sets the jobs directory's mtime an hour back, as if nothing had changed in it for an hour,
+/// so that the janitor may trust it (a fresh mtime is always listed again).
+fn settle(store: &Store) {
+    let dir = fs::File::open(store.jobs_dir()).expect("open jobs dir");
+    let past = std::time::SystemTime::now() - Duration::from_secs(3600);
+    dir.set_modified(past).expect("set mtime");
+}
+
+/// (records read, directory listings) by the runner's store during `f`.
+fn reads_during<T>(store: &Store, f: impl FnOnce() -> T) -> ((usize, usize), T) {
+    let (loads, scans) = (store.loads(), store.scans());
+    let out = f();
+    ((store.loads() - loads, store.scans() - scans), out)
+}
+
+fn counts(queued: u64, running: u64, done: u64, failed: u64) -> JobCounts {
+    JobCounts {
+        queued,
+        running,
+        done,
+        failed,
+        cancelled: 0,
+    }
+}
+
+#[test]
+fn an_idle_sweep_over_thousands_of_finished_records_reads_none_of_them() {
+    let dir = TempDir::new();
+    let other = Store::open(&dir.0).expect("another worker's store");
+    for i in 0..3000 {
+        let state = if i % 3 == 0 {
+            State::Failed
+        } else {
+            State::Done
+        };
+        finished_quickly(&other, state, HOUR_MS);
+    }
+    let waiting = orphan_with(&other, "waits for a slot", 0, |_| {});
+    let runner = runner(&dir, pages_render(), config());
+    let store = runner.store().clone();
+    // Whoever holds the claim keeps the job queued: it is read on every sweep, as work is.
+    let claim = other.claim(waiting.id).expect("claim").expect("free");
+
+    let (reads, found) = reads_during(&store, || runner.inner.sweep());
+    assert!(found.is_empty());
+    assert_eq!(reads, (3001, 1), "the first sweep reads everything once");
+    assert_eq!(runner.job_counts(), counts(1, 0, 2000, 1000));
+
+    settle(&other);
+    let (reads, _) = reads_during(&store, || runner.inner.sweep());
+    assert_eq!(
+        reads,
+        (1, 1),
+        "listed again (the stamp changed), no record read again"
+    );
+    for _ in 0..3 {
+        let (reads, _) = reads_during(&store, || runner.inner.sweep());
+        assert_eq!(reads, (1, 0), "only the unfinished job, no listing");
+    }
+    assert_eq!(runner.job_counts(), counts(1, 0, 2000, 1000));
+    drop(claim);
+}
+
+#[test]
+fn a_record_another_worker_writes_after_a_sweep_is_found_by_the_next() {
+    let dir = TempDir::new();
+    let other = Store::open(&dir.0).expect("another worker's store");
+    for _ in 0..50 {
+        finished_quickly(&other, State::Done, HOUR_MS);
+    }
+    let runner = runner(&dir, pages_render(), config());
+    let store = runner.store().clone();
+    settle(&other);
+    assert!(runner.inner.sweep().is_empty());
+    let (reads, _) = reads_during(&store, || runner.inner.sweep());
+    assert_eq!(reads, (0, 0), "nothing changed, nothing read");
+
+    // Another worker takes a POST and dies before it starts it.
+    let job = orphan(&other, "new elsewhere", 0);
+    let (reads, found) = reads_during(&store, || runner.inner.sweep());
+    assert_eq!(
+        found.iter().map(Pending::id).collect::<Vec<_>>(),
+        vec![job.id]
+    );
+    assert_eq!(reads.1, 1, "the new stamp made it list the directory");
+    assert_eq!(
+        reads.0, 2,
+        "the new record read (and once more when claimed), no other"
+    );
+}
+
+#[test]
+fn a_change_in_the_same_instant_as_a_listing_is_not_missed() {
+    let dir = TempDir::new();
+    let other = Store::open(&dir.0).expect("another worker's store");
+    let runner = runner(&dir, pages_render(), config());
+    // The directory changed just now: a record written in the same tick of the file system's
+    // clock would leave the same mtime, so that listing is not trusted.
+    finished_quickly(&other, State::Done, HOUR_MS);
+    runner.inner.sweep();
+    let stamp = other.records_stamp().expect("stamp");
+    let job = orphan(&other, "same tick", 0);
+    // Put the mtime back to what the first listing saw, as a coarse clock would have.
+    fs::File::open(other.jobs_dir())
+        .expect("open jobs dir")
+        .set_modified(stamp.modified())
+        .expect("set mtime");
+    assert_eq!(other.records_stamp().expect("stamp"), stamp);
+    let found: Vec<JobId> = runner.inner.sweep().iter().map(Pending::id).collect();
+    assert_eq!(found, vec![job.id], "listed again all the same");
+}
+
+#[test]
+fn a_record_another_worker_removes_leaves_the_counts() {
+    let dir = TempDir::new();
+    let other = Store::open(&dir.0).expect("another worker's store");
+    let jobs: Vec<Job> = (0..3)
+        .map(|_| finished_quickly(&other, State::Done, HOUR_MS))
+        .collect();
+    let runner = runner(&dir, pages_render(), config());
+    settle(&other);
+    runner.inner.sweep();
+    assert_eq!(runner.job_counts(), counts(0, 0, 3, 0));
+    other
+        .remove(jobs[1].id)
+        .expect("removed by the other worker's janitor");
+    let (reads, _) = reads_during(runner.store(), || runner.inner.sweep());
+    assert_eq!(reads, (0, 1), "listed, nothing read");
+    assert_eq!(runner.job_counts(), counts(0, 0, 2, 0));
+}
+
+#[test]
+fn a_finished_job_expires_when_due_without_its_record_being_read_again() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).expect("store");
+    let runner = runner(
+        &dir,
+        pages_render(),
+        RunnerConfig {
+            retention: Duration::from_millis(400),
+            ..config()
+        },
+    );
+    let job = finished(&store, State::Done, 0);
+    // Its record says it finished a minute from now, so it outlives the test.
+    let mut kept = Job::new(request("kept", 1), 1);
+    kept.fail("it broke");
+    kept.finished_ms = Some(now_ms() + 60_000);
+    store.create(&kept).expect("create");
+    let (reads, _) = reads_during(runner.store(), || runner.inner.sweep());
+    assert_eq!(reads.0, 2);
+    assert_eq!(runner.job_counts(), counts(0, 0, 1, 1));
+    assert!(store.pdf_path(job.id).exists(), "not yet");
+
+    std::thread::sleep(Duration::from_millis(500));
+    let (reads, _) = reads_during(runner.store(), || runner.inner.sweep());
+    // Chosen by its expiry instant alone; the removal reads the record once to find the
+    // keys that name it (idempotency, reuse), which go with it.
+    assert_eq!(reads.0, 1, "removed by its expiry instant alone");
+    assert_eq!(store.load(job.id).expect("load"), None);
+    assert!(!store.pdf_path(job.id).exists(), "its PDF too");
+    assert!(store.load(kept.id).expect("load").is_some());
+    assert_eq!(runner.job_counts(), counts(0, 0, 0, 1));
+}
+
+#[test]
+fn a_job_that_ends_here_is_counted_as_finished_after_one_more_read() {
+    let dir = TempDir::new();
+    let runner = runner(&dir, pages_render(), config());
+    let pending = runner.enqueue(request("own", 1)).expect("enqueue");
+    let id = pending.id();
+    assert!(runner.inner.sweep().is_empty());
+    assert_eq!(
+        runner.job_counts(),
+        counts(1, 0, 0, 0),
+        "live here, counted once"
+    );
+    // Finished here (as `RunCtx::run` would), then let go.
+    let mut job = pending.job().clone();
+    job.begin_attempt(1, false);
+    job.complete(1, 4, 10);
+    runner.store().save(&job).expect("save");
+    drop(pending);
+    let (reads, _) = reads_during(runner.store(), || runner.inner.sweep());
+    assert_eq!(reads.0, 1);
+    assert_eq!(runner.job_counts(), counts(0, 0, 1, 0));
+    let (reads, _) = reads_during(runner.store(), || runner.inner.sweep());
+    assert_eq!(reads.0, 0, "{id} is not read again");
+}
+
+#[test]
+fn a_corrupt_record_is_reported_once_and_read_again_only_at_the_recheck() {
+    let logs = capture_warnings();
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).expect("store");
+    let bad = orphan(&store, "to be broken", 0);
+    let path = store.jobs_dir().join(format!("{}.json", bad.id));
+    fs::write(&path, b"{ not json").expect("break it");
+    let runner = runner(&dir, pages_render(), config());
+    let reported = || {
+        logs.lock()
+            .expect("logs")
+            .iter()
+            .filter(|l| l.contains(&bad.id.to_string()))
+            .count()
+    };
+    let (reads, found) = reads_during(runner.store(), || runner.inner.sweep());
+    assert!(found.is_empty());
+    assert_eq!(reads.0, 1);
+    for _ in 0..3 {
+        let (reads, _) = reads_during(runner.store(), || runner.inner.sweep());
+        assert_eq!(reads.0, 0, "not read on every sweep");
+    }
+    runner.inner.index.lock().expect("index").expire_recheck();
+    let (reads, _) = reads_during(runner.store(), || runner.inner.sweep());
+    assert_eq!(reads, (1, 1), "the recheck lists and reads it again");
+    assert_eq!(reported(), 1, "reported once");
+
+    // An operator repairs it (atomically, as the store writes).
+    let tmp = store.jobs_dir().join("repair.tmp");
+    fs::write(&tmp, serde_json::to_vec(&bad).expect("serialize")).expect("write");
+    fs::rename(&tmp, &path).expect("rename");
+    runner.inner.index.lock().expect("index").expire_recheck();
+    let found: Vec<JobId> = runner.inner.sweep().iter().map(Pending::id).collect();
+    assert_eq!(found, vec![bad.id], "found at the recheck once repaired");
+    assert_eq!(reported(), 1);
 }

@@ -14,6 +14,7 @@
 
 mod admit;
 mod id;
+mod index;
 mod janitor;
 mod job;
 mod runner;
@@ -24,8 +25,8 @@ mod test_util;
 pub use admit::{SubmitOptions, Submitted, digest};
 pub use id::{InvalidJobId, JobId};
 pub use job::{
-    Delivery, DeliveryAttempt, Job, MAX_ATTEMPTS_KEPT, MAX_ERROR_CHARS, MAX_TITLE_CHARS, Request, State,
-    Webhook,
+    Delivery, DeliveryAttempt, Job, MAX_ATTEMPTS_KEPT, MAX_ERROR_CHARS, MAX_TITLE_CHARS, Request,
+    State, Webhook,
 };
 pub use runner::{
     Cancel, CancelError, EstimateFn, JobCounts, Pending, Progress, RenderEnd, RenderFailure,

@@ -6,7 +6,7 @@
 //! operations, never across an `.await` or a render; renders report progress through atomics,
 //! so `progress()` never waits on one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{self, File};
 use std::io;
@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
 
+use super::index::Index;
 use super::{Claim, Job, JobId, Request, State, Store, StoreError};
 
 /// Draws a PDF: `(request, progress, out)`. Runs on a thread of its own and may block.
@@ -333,8 +334,9 @@ pub(super) struct Inner {
     /// Job tasks spawned by `start` that have not ended.
     tasks: AtomicUsize,
     tasks_done: Notify,
-    /// Corrupt records the janitor has already reported.
-    pub(super) corrupt_seen: Mutex<HashSet<JobId>>,
+    /// What the janitor knows of the records in the store (`index.rs`). Only a sweep locks
+    /// it, for the whole sweep, so two sweeps never overlap; nothing else waits on it.
+    pub(super) index: Mutex<Index>,
     /// Woken when a job task ends here: a slot may be free, so the janitor looks again.
     pub(super) sweep_soon: Notify,
     /// Records by state as the janitor last saw them (jobs live here excluded; `job_counts`
@@ -365,6 +367,18 @@ impl JobCounts {
             State::Cancelled => &mut self.cancelled,
         };
         *n += 1;
+    }
+
+    /// Counts one job fewer in `state`.
+    pub(super) fn remove(&mut self, state: State) {
+        let n = match state {
+            State::Queued => &mut self.queued,
+            State::Running => &mut self.running,
+            State::Done => &mut self.done,
+            State::Failed => &mut self.failed,
+            State::Cancelled => &mut self.cancelled,
+        };
+        *n = n.saturating_sub(1);
     }
 }
 
@@ -522,7 +536,7 @@ impl Runner {
             closing: watch::Sender::new(false),
             tasks: AtomicUsize::new(0),
             tasks_done: Notify::new(),
-            corrupt_seen: Mutex::new(HashSet::new()),
+            index: Mutex::new(Index::new()),
             sweep_soon: Notify::new(),
             swept: Mutex::new(JobCounts::default()),
             observer: OnceLock::new(),

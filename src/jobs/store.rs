@@ -18,7 +18,13 @@
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::sync::Arc;
+#[cfg(test)]
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +87,35 @@ pub struct Store {
     keys: PathBuf,
     reuse: PathBuf,
     deliveries: PathBuf,
+    /// Tests count the reads of this store and its clones (`loads`, `scans`).
+    #[cfg(test)]
+    reads: Arc<Reads>,
+}
+
+/// How often a store (and its clones) read records and listed them; tests only.
+#[cfg(test)]
+#[derive(Debug, Default)]
+struct Reads {
+    loads: AtomicUsize,
+    scans: AtomicUsize,
+}
+
+/// The jobs directory's identity and last change, as `Store::records_stamp` reads it. Every
+/// record written, replaced or removed changes it: records are written as a temporary file
+/// renamed into place, and both the creation and the rename change the directory's mtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DirStamp {
+    dev: u64,
+    ino: u64,
+    modified: SystemTime,
+}
+
+impl DirStamp {
+    /// When the directory last changed, by the file system's clock (which may lag the system
+    /// clock by a tick or run ahead of it).
+    pub(crate) fn modified(&self) -> SystemTime {
+        self.modified
+    }
 }
 
 /// Which index of digests → jobs a key file belongs to.
@@ -140,6 +175,8 @@ impl Store {
             keys: data_dir.join("keys"),
             reuse: data_dir.join("reuse"),
             deliveries: data_dir.join("deliveries"),
+            #[cfg(test)]
+            reads: Arc::default(),
         };
         let dirs = [
             &store.jobs,
@@ -183,6 +220,8 @@ impl Store {
     /// `StoreError::Corrupt` if the file does not parse, names another id, or breaks a limit;
     /// `StoreError::Io` if it cannot be read.
     pub fn load(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        #[cfg(test)]
+        self.reads.loads.fetch_add(1, Ordering::Relaxed);
         let path = self.record_path(id);
         let file = match fs::File::open(&path) {
             Ok(file) => file,
@@ -248,6 +287,8 @@ impl Store {
     /// # Errors
     /// `StoreError::Io` if the directory cannot be listed.
     pub fn scan(&self) -> Result<Vec<JobId>, StoreError> {
+        #[cfg(test)]
+        self.reads.scans.fetch_add(1, Ordering::Relaxed);
         let entries = fs::read_dir(&self.jobs).map_err(|e| StoreError::io(&self.jobs, e))?;
         let mut ids = Vec::new();
         for entry in entries {
@@ -263,6 +304,40 @@ impl Store {
         }
         ids.sort();
         Ok(ids)
+    }
+
+    /// The jobs directory's stamp: read it before `scan`, and while it stays the same (and
+    /// the change it records is not too recent for the file system's clock granularity, see
+    /// the janitor) no record has been added or removed since.
+    ///
+    /// # Errors
+    /// `StoreError::Io` if the directory cannot be examined.
+    pub(crate) fn records_stamp(&self) -> Result<DirStamp, StoreError> {
+        let meta = fs::metadata(&self.jobs).map_err(|e| StoreError::io(&self.jobs, e))?;
+        let modified = meta.modified().map_err(|e| StoreError::io(&self.jobs, e))?;
+        Ok(DirStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            modified,
+        })
+    }
+
+    /// The jobs directory, for tests that change it behind the store's back.
+    #[cfg(test)]
+    pub(crate) fn jobs_dir(&self) -> &Path {
+        &self.jobs
+    }
+
+    /// Records this store and its clones have read (`load` calls) since it was opened.
+    #[cfg(test)]
+    pub(crate) fn loads(&self) -> usize {
+        self.reads.loads.load(Ordering::Relaxed)
+    }
+
+    /// Directory listings (`scan` calls) by this store and its clones since it was opened.
+    #[cfg(test)]
+    pub(crate) fn scans(&self) -> usize {
+        self.reads.scans.load(Ordering::Relaxed)
     }
 
     /// Deletes everything of a job: PDF (and leftovers of an interrupted render), record, lock

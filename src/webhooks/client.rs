@@ -103,12 +103,11 @@ async fn resolve(target: &Target, allow: &AllowList) -> Result<Vec<SocketAddr>, 
             target.host
         )));
     }
-    let found: Vec<SocketAddr> = match tokio::net::lookup_host((target.host.as_str(), target.port))
-        .await
-    {
-        Ok(found) => found.collect(),
-        Err(e) => return Err(Answer::Failed(format!("{}: {e}", target.host))),
-    };
+    let found: Vec<SocketAddr> =
+        match tokio::net::lookup_host((target.host.as_str(), target.port)).await {
+            Ok(found) => found.collect(),
+            Err(e) => return Err(Answer::Failed(format!("{}: {e}", target.host))),
+        };
     if let Some(bad) = found.iter().find(|a| !allow.allows_addr(a.ip(), true)) {
         return Err(Answer::Refused(format!(
             "{} resolves to {}, a loopback, private or link-local address that \
@@ -255,7 +254,12 @@ mod tests {
         for (head, want) in cases {
             assert_eq!(&parse_head(head), want);
         }
-        for bad in [&b"SSH-2.0-OpenSSH"[..], b"HTTP/1.1 abc", b"HTTP/1.1 999 x", b""] {
+        for bad in [
+            &b"SSH-2.0-OpenSSH"[..],
+            b"HTTP/1.1 abc",
+            b"HTTP/1.1 999 x",
+            b"",
+        ] {
             assert!(matches!(parse_head(bad), Answer::Failed(_)), "{bad:?}");
         }
     }
@@ -270,7 +274,10 @@ mod tests {
         };
         let bytes = request_bytes(&target, &[("Pdfworker-Event", "e1".into())], b"{}");
         let text = String::from_utf8(bytes).expect("utf-8");
-        assert!(text.starts_with("POST /hook?a=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"), "{text}");
+        assert!(
+            text.starts_with("POST /hook?a=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"),
+            "{text}"
+        );
         assert!(text.contains("Content-Length: 2\r\n"), "{text}");
         assert!(text.contains("Pdfworker-Event: e1\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\n{}"), "{text}");

@@ -115,11 +115,15 @@ impl AllowList {
                     .ok_or_else(|| format!("{entry:?}: the prefix must be 0 to {max}"))?;
                 allow.nets.push((addr, bits));
             } else if let Ok(addr) = entry.parse::<IpAddr>() {
-                allow.nets.push((addr, if addr.is_ipv4() { 32 } else { 128 }));
+                allow
+                    .nets
+                    .push((addr, if addr.is_ipv4() { 32 } else { 128 }));
             } else if is_host_name(entry) {
                 allow.names.push(entry.to_ascii_lowercase());
             } else {
-                return Err(format!("{entry:?} is neither a host name nor an address range"));
+                return Err(format!(
+                    "{entry:?} is neither a host name nor an address range"
+                ));
             }
         }
         Ok(allow)
@@ -133,7 +137,11 @@ impl AllowList {
     /// Whether an address may be connected to: inside a listed range, or public when the
     /// host was allowed by name (or nothing is listed).
     fn allows_addr(&self, addr: IpAddr, by_name: bool) -> bool {
-        if self.nets.iter().any(|(net, bits)| contains(*net, *bits, addr)) {
+        if self
+            .nets
+            .iter()
+            .any(|(net, bits)| contains(*net, *bits, addr))
+        {
             return true;
         }
         (by_name || self.is_empty()) && is_public(addr)
@@ -244,9 +252,7 @@ pub fn check_url(raw: &str, config: &WebhookConfig) -> Result<Target, String> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err("a user name or password in the URL is not allowed".into());
     }
-    let port = url
-        .port_or_known_default()
-        .ok_or("the URL has no port")?;
+    let port = url.port_or_known_default().ok_or("the URL has no port")?;
     let mut path = url.path().to_owned();
     if let Some(query) = url.query() {
         path.push('?');
@@ -286,8 +292,8 @@ fn literal(addr: IpAddr, config: &WebhookConfig) -> Result<String, String> {
 
 /// `t=<t>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
 pub fn signature(secret: &[u8], t: u64, body: &[u8]) -> String {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
-        .expect("HMAC takes a key of any length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes a key of any length");
     mac.update(t.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -419,10 +425,16 @@ async fn attempt(store: &Store, config: &Arc<WebhookConfig>, id: JobId, noted_ms
     let state = job.webhook.as_ref().map_or(Delivery::Failed, |h| h.state);
     match &answer {
         Answer::Status { status, .. } => {
-            log::info!("job {id}: webhook answered {status}, delivery {}", state.as_str());
+            log::info!(
+                "job {id}: webhook answered {status}, delivery {}",
+                state.as_str()
+            );
         }
         Answer::Refused(why) | Answer::Failed(why) => {
-            log::warn!("job {id}: webhook attempt: {why}; delivery {}", state.as_str());
+            log::warn!(
+                "job {id}: webhook attempt: {why}; delivery {}",
+                state.as_str()
+            );
         }
     }
     let store = store.clone();
@@ -649,7 +661,12 @@ mod tests {
                 path: "/a/b?c=d".into()
             }
         );
-        assert_eq!(check_url("http://example.com", &config("")).expect("ok").path, "/");
+        assert_eq!(
+            check_url("http://example.com", &config(""))
+                .expect("ok")
+                .path,
+            "/"
+        );
     }
 
     #[test]
@@ -667,7 +684,10 @@ mod tests {
         let sig = signature(b"0123456789abcdef", 1_700_000_000, br#"{"a":1}"#);
         assert!(sig.starts_with("t=1700000000,v1="), "{sig}");
         assert_eq!(sig.len(), "t=1700000000,v1=".len() + 64);
-        assert_ne!(sig, signature(b"0123456789abcdeX", 1_700_000_000, br#"{"a":1}"#));
+        assert_ne!(
+            sig,
+            signature(b"0123456789abcdeX", 1_700_000_000, br#"{"a":1}"#)
+        );
     }
 
     #[test]

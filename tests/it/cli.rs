@@ -30,6 +30,14 @@ const SERVE_FLAGS: &[(&str, &str, &[&str])] = &[
     ("request-timeout-secs", "1", &["x", "0"]),
     ("idle-timeout-secs", "1", &["x", "0"]),
     ("threads", "2", &["x", "0", "257"]),
+    ("webhook-secret-file", "", &[]),
+    (
+        "webhook-allow",
+        "127.0.0.1,hooks.example.com",
+        &["10.0.0.0/33", "bad host!"],
+    ),
+    ("webhook-retry-secs", "60", &["x", "0"]),
+    ("webhook-timeout-secs", "5", &["x", "0", "301"]),
     ("shutdown-grace-secs", "0", &["x", "-1"]),
 ];
 

@@ -340,7 +340,10 @@ fn issue_3_bad_input_gets_a_4xx_page_and_nothing_breaks() {
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect();
     entries.sort();
-    assert_eq!(entries, vec!["deliveries", "files", "jobs", "keys", "reuse"]);
+    assert_eq!(
+        entries,
+        vec!["deliveries", "files", "jobs", "keys", "reuse"]
+    );
     let jobs = std::fs::read_dir(srv.data.join("jobs"))
         .expect("jobs")
         .count();

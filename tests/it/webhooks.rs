@@ -182,7 +182,11 @@ fn python_signature(t: &str, body: &[u8]) -> String {
         .arg(&path)
         .output()
         .expect("run python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -216,8 +220,14 @@ fn a_webhook_is_signed_retried_after_two_500s_and_delivered_at_the_third_attempt
         assert_eq!(event["type"], "job.done", "{event}");
         assert_eq!(event["job"]["id"], id.as_str());
         assert_eq!(event["job"]["state"], "done");
-        assert_eq!(event["id"], events[0]["id"], "one event id for every attempt");
-        assert_eq!(r.header("Pdfworker-Event"), events[0]["id"].as_str().unwrap_or(""));
+        assert_eq!(
+            event["id"], events[0]["id"],
+            "one event id for every attempt"
+        );
+        assert_eq!(
+            r.header("Pdfworker-Event"),
+            events[0]["id"].as_str().unwrap_or("")
+        );
         assert_eq!(r.header("Content-Type"), "application/json");
     }
     let deliveries: std::collections::HashSet<&str> =
@@ -245,7 +255,10 @@ fn a_webhook_is_signed_retried_after_two_500s_and_delivered_at_the_third_attempt
     assert_eq!(statuses, [500, 500, 200]);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(receiver.got().len(), 3, "nothing after the 2xx");
-    assert!(!srv.log().contains(SECRET), "the secret never reaches the log");
+    assert!(
+        !srv.log().contains(SECRET),
+        "the secret never reaches the log"
+    );
 }
 
 #[test]
@@ -304,7 +317,10 @@ fn callbacks_to_addresses_not_allowed_are_refused_and_nothing_is_sent() {
         (j["webhook"]["state"] == "failed").then_some(j)
     });
     let error = shown["webhook"]["error"].as_str().unwrap_or("");
-    assert!(error.contains("refused") && error.contains("localhost"), "{shown}");
+    assert!(
+        error.contains("refused") && error.contains("localhost"),
+        "{shown}"
+    );
     assert_eq!(shown["state"], "done", "the job itself is done");
     std::thread::sleep(Duration::from_secs(1));
     assert!(receiver.got().is_empty(), "nothing was sent");
@@ -325,9 +341,7 @@ fn a_cancelled_job_sends_a_cancelled_event() {
     let (srv, _secret) = worker(&[&BIG_FLAGS[..], &["--webhook-allow", "127.0.0.1"]].concat());
     let mut conn = srv.connect();
     let url = format!("http://127.0.0.1:{}/", receiver.port);
-    let body = format!(
-        r#"{{"title": "Big", "rows": {BIG_ROWS}, "callback_url": "{url}"}}"#
-    );
+    let body = format!(r#"{{"title": "Big", "rows": {BIG_ROWS}, "callback_url": "{url}"}}"#);
     let params = cgi_params(
         "POST",
         "/api/v1/reports/ledger/jobs",
@@ -341,7 +355,11 @@ fn a_cancelled_job_sends_a_cancelled_event() {
     let params = cgi_params("DELETE", &format!("/api/v1/jobs/{id}"), 0, "");
     conn.send_request(1, true, &params, b"", 65535);
     let reply = conn.read_reply(1);
-    assert!(reply.status() == 200 || reply.status() == 202, "{}", reply.text());
+    assert!(
+        reply.status() == 200 || reply.status() == 202,
+        "{}",
+        reply.text()
+    );
     let got = receiver.wait_for(1, Duration::from_secs(30));
     assert_eq!(got[0].json()["type"], "job.cancelled");
     check_signature(&got[0]);
