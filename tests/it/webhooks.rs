@@ -26,6 +26,7 @@ enum Act {
 #[derive(Clone, Debug)]
 struct Received {
     at: Instant,
+    wall: std::time::SystemTime,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -118,6 +119,7 @@ fn serve_one(mut stream: TcpStream, act: Act, seen: &Mutex<Vec<Received>>) {
         .collect();
     seen.lock().expect("lock").push(Received {
         at: Instant::now(),
+        wall: std::time::SystemTime::now(),
         headers,
         body: raw[head_end..].to_vec(),
     });
@@ -168,17 +170,32 @@ fn job(srv: &TestServer, id: &str) -> Value {
     body_json(&conn.get(1, &format!("/api/v1/jobs/{id}")))
 }
 
-/// The signature Python's `hmac` computes for `t` and the body, with the same secret.
-fn python_signature(t: &str, body: &[u8]) -> String {
+/// README's `verify` function (the one it tells receivers to use), run by Python on a
+/// delivery: true if the signature header matches the body under [`SECRET`].
+fn python_verifies(header: &str, body: &[u8]) -> bool {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("<!-- webhook-verify -->")
+        .expect("README's verify snippet");
+    let end = readme[start..]
+        .find("<!-- /webhook-verify -->")
+        .expect("its end")
+        + start;
+    let function: String = readme[start..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("    ").or((l.is_empty()).then_some("")))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let dir = TempDir::new("hmac");
     let path = dir.0.join("body");
     std::fs::write(&path, body).expect("write body");
-    let script = "import hmac, hashlib, sys\n\
-                  body = open(sys.argv[3], 'rb').read()\n\
-                  print(hmac.new(sys.argv[1].encode(), sys.argv[2].encode() + b'.' + body, \
-                  hashlib.sha256).hexdigest())";
+    let script = format!(
+        "{function}\nimport sys\nok = verify(sys.argv[1].encode(), sys.argv[2], \
+         open(sys.argv[3], 'rb').read())\nprint('valid' if ok else 'invalid')\n"
+    );
     let out = Command::new("python3")
-        .args(["-c", script, SECRET, t])
+        .args(["-c", &script, SECRET, header])
         .arg(&path)
         .output()
         .expect("run python3");
@@ -187,22 +204,35 @@ fn python_signature(t: &str, body: &[u8]) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    String::from_utf8_lossy(&out.stdout).trim() == "valid"
 }
 
 fn check_signature(r: &Received) {
     let sig = r.header("Pdfworker-Signature");
-    let (t, v1) = sig
-        .strip_prefix("t=")
-        .and_then(|s| s.split_once(",v1="))
-        .unwrap_or_else(|| panic!("bad signature header {sig:?}"));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    let t_num: u64 = t.parse().expect("t is unix seconds");
-    assert!(now.abs_diff(t_num) < 120, "t={t} is now");
-    assert_eq!(v1, python_signature(t, &r.body), "the signature verifies");
+    assert!(
+        python_verifies(sig, &r.body),
+        "the signature verifies: {sig}"
+    );
+    // And a body changed by one byte does not.
+    let mut tampered = r.body.clone();
+    tampered[0] ^= 1;
+    assert!(!python_verifies(sig, &tampered), "a changed body fails");
+}
+
+/// Epoch milliseconds of an RFC 3339 UTC time the API writes (`2026-12-07T02:17:05.123Z`).
+fn event_ms(v: &Value) -> i64 {
+    let s = v.as_str().expect("a time");
+    let num = |r: std::ops::Range<usize>| s[r].parse::<i64>().expect("digits");
+    let (y, m, d) = (num(0..4), num(5..7), num(8..10));
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + num(11..13) * 3600 + num(14..16) * 60 + num(17..19);
+    secs * 1000 + num(20..23)
 }
 
 #[test]
@@ -245,6 +275,18 @@ fn a_webhook_is_signed_retried_after_two_500s_and_delivered_at_the_third_attempt
         (j["webhook"]["state"] == "delivered").then_some(j)
     });
     let hook = &shown["webhook"];
+    // From the job's end (its record) to the first request the receiver saw.
+    let finished = event_ms(&shown["finished_at"]);
+    let first = got[0]
+        .wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    println!(
+        "webhook: first attempt {} ms after the job ended",
+        first - finished
+    );
+    assert!(first - finished < 2_000, "the first attempt comes at once");
     assert_eq!(hook["attempts_made"], 3);
     let statuses: Vec<u64> = hook["attempts"]
         .as_array()
