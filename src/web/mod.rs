@@ -434,7 +434,10 @@ impl fastcgi::Handler for App {
                 let reply = match self.cancel(id).await {
                     Ok((job, now)) => {
                         let status = if now { 200 } else { 202 };
-                        let mut body = api::job_json(&job, None);
+                        // A render that is stopping: where it is now, not where its
+                        // record last said.
+                        let live = if now { None } else { self.live_for(&job) };
+                        let mut body = api::job_json(&job, live);
                         body["cancel_requested"] = serde_json::Value::Bool(true);
                         api::json_reply(status, &body)
                     }
