@@ -115,6 +115,7 @@ pub mod kinds {
 pub fn plain(status: u16) -> Problem {
     let title = match status {
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
@@ -436,6 +437,10 @@ impl AppError {
             AppError::UnsupportedMediaType => {
                 plain(415).detail("send the job request as application/json")
             }
+            AppError::CrossSite => plain(403).detail(
+                "a browser sent this request from another site (Origin or Sec-Fetch-Site); \
+                 programs send no Origin",
+            ),
             AppError::NotReady { state, .. } => plain(409).detail(format!("the job is {state}")),
             AppError::Failed { .. } => plain(410).detail("the job failed; it has no file"),
             AppError::Cancelled { .. } => {

@@ -106,6 +106,56 @@ impl<'a> HttpRequest<'a> {
         }
     }
 
+    /// Whether a browser says another site made it send this request: `Sec-Fetch-Site:
+    /// cross-site`, or an `Origin` that is not the scheme, host and port this request came
+    /// in on (`REQUEST_SCHEME` or `HTTPS`, `HTTP_HOST` without its port, `SERVER_PORT`, as
+    /// nginx's `fastcgi_params` pass them). A request without either (curl, a backend) is
+    /// not cross-site.
+    pub fn is_cross_site(&self) -> bool {
+        if self
+            .header("Sec-Fetch-Site")
+            .is_some_and(|s| s.trim().eq_ignore_ascii_case("cross-site"))
+        {
+            return true;
+        }
+        match self.header("Origin") {
+            None => false,
+            Some(origin) => self
+                .own_origin()
+                .is_none_or(|own| !origin.trim().eq_ignore_ascii_case(&own)),
+        }
+    }
+
+    /// `scheme://host[:port]` of this request as the web server saw it; `None` without a
+    /// host.
+    fn own_origin(&self) -> Option<String> {
+        let https = self
+            .raw
+            .param("HTTPS")
+            .is_some_and(|v| v.eq_ignore_ascii_case("on"));
+        let scheme = match self.raw.param("REQUEST_SCHEME") {
+            Some(s) if !s.is_empty() => s.to_ascii_lowercase(),
+            _ if https => "https".to_owned(),
+            _ => "http".to_owned(),
+        };
+        let host = self
+            .header("Host")
+            .or_else(|| self.raw.param("SERVER_NAME"))
+            .filter(|h| !h.is_empty())?;
+        // `[::1]:8080`, `example.com:8080` → the host alone; the port is SERVER_PORT's.
+        let host = match host.rfind(':') {
+            Some(i) if !host[i..].contains(']') => &host[..i],
+            _ => host,
+        };
+        let port = self.raw.param("SERVER_PORT").unwrap_or("");
+        let default = (scheme == "https" && port == "443") || (scheme == "http" && port == "80");
+        Some(if port.is_empty() || default {
+            format!("{scheme}://{host}")
+        } else {
+            format!("{scheme}://{host}:{port}")
+        })
+    }
+
     /// Whether the body is declared as JSON (`application/json`, parameters allowed).
     pub fn is_json(&self) -> bool {
         self.content_type

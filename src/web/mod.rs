@@ -201,6 +201,8 @@ pub enum AppError {
     /// A request whose address cannot be read (why).
     BadAddress(&'static str),
     UnsupportedMediaType,
+    /// A state-changing request another site made a browser send (CSRF).
+    CrossSite,
     NotReady {
         id: JobId,
         state: State,
@@ -261,6 +263,14 @@ impl AppError {
                 415,
                 "Unsupported form encoding",
                 "Send the form as application/x-www-form-urlencoded.",
+                Some("/".into()),
+                "See the reports",
+            ),
+            AppError::CrossSite => msg(
+                403,
+                "Not from this site",
+                "This form was sent from another web site, so it was not carried out. Open the \
+                 page here and send it again.",
                 Some("/".into()),
                 "See the reports",
             ),
@@ -522,6 +532,11 @@ impl App {
         if let Some(reason) = req.bad_uri {
             return Err(AppError::BadAddress(reason));
         }
+        // Every request that changes something (forms, API, cancel) is refused when a
+        // browser says another site sent it.
+        if !get && req.is_cross_site() {
+            return Err(AppError::CrossSite);
+        }
         let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
         match segments.as_slice() {
             [""] => {
@@ -576,16 +591,6 @@ impl App {
             }
             ["jobs", id, "cancel"] => {
                 require(req.is("POST"), "POST")?;
-                // The wait page's own button: refuse what another site's page makes a browser
-                // send (browsers say so in Sec-Fetch-Site).
-                if req
-                    .header("Sec-Fetch-Site")
-                    .is_some_and(|s| s != "same-origin" && s != "none")
-                {
-                    return Err(AppError::Problem(Box::new(
-                        api::plain(403).detail("cancel from the job's own page"),
-                    )));
-                }
                 Ok(Outcome::Cancel(parse_id(id)?, false))
             }
             ["api", "v1", "reports"] => {
@@ -1212,6 +1217,26 @@ fn set_error(form: &mut FormPage, name: &str, message: &str) {
     }
 }
 
+/// Unicode format characters (category Cf) that change how text around them is shown or
+/// hide in it: bidi embeddings, overrides, isolates and marks, zero-width characters, the
+/// BOM, interlinear annotation marks, tag characters, and the soft hyphen.
+fn is_format_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
 /// `attachment` with an ASCII `filename` fallback and the exact title in `filename*`
 /// (RFC 6266 §4.3: user agents prefer `filename*`).
 pub fn content_disposition(title: &str) -> String {
@@ -1234,7 +1259,17 @@ pub fn content_disposition(title: &str) -> String {
     } else {
         trimmed
     };
-    let exact: String = title.chars().filter(|c| !c.is_control()).collect();
+    // Control and invisible formatting characters (bidi overrides among them, which can
+    // make "gpj.pdf" look like "pdf.jpg") never reach the file name.
+    let exact: String = title
+        .chars()
+        .filter(|c| !c.is_control() && !is_format_char(*c))
+        .collect();
+    let exact = if exact.trim().is_empty() {
+        "report".to_owned()
+    } else {
+        exact
+    };
     format!(
         "attachment; filename=\"{ascii}.pdf\"; filename*=UTF-8''{}",
         http::encode_rfc5987(&format!("{exact}.pdf"))
@@ -1378,5 +1413,21 @@ mod tests {
             "quotes must not leak: {cd}"
         );
         assert!(content_disposition("////").contains("filename=\"report.pdf\""));
+    }
+
+    /// A right-to-left override would show "invoice\u{202E}fdp.exe" as "invoiceexe.pdf";
+    /// format characters are dropped, and a title of nothing but them is "report".
+    #[test]
+    fn download_names_lose_bidi_and_invisible_characters() {
+        let cd = content_disposition("invoice\u{202E}gpj.exe\u{200B}\u{2066}");
+        assert!(cd.ends_with("filename*=UTF-8''invoicegpj.exe.pdf"), "{cd}");
+        for empty in ["", "   ", "\u{202E}\u{200F}", "\u{FEFF}"] {
+            let cd = content_disposition(empty);
+            assert!(
+                cd.ends_with("filename*=UTF-8''report.pdf")
+                    && cd.contains("filename=\"report.pdf\""),
+                "{empty:?}: {cd}"
+            );
+        }
     }
 }

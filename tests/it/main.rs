@@ -13,6 +13,7 @@ mod pool;
 mod protocol;
 mod reports;
 mod restart;
+mod security;
 mod sources;
 mod util;
 mod watchers;

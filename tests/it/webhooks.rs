@@ -152,8 +152,15 @@ fn body_json(reply: &FcgiReply) -> Value {
 }
 
 fn post_with_callback(srv: &TestServer, url: &str) -> (u16, Value) {
+    post_json(
+        srv,
+        &format!(r#"{{"title": "Hooked", "rows": 300, "callback_url": "{url}"}}"#),
+    )
+}
+
+/// `POST /api/v1/reports/ledger/jobs` with `body`, straight over FastCGI.
+fn post_json(srv: &TestServer, body: &str) -> (u16, Value) {
     let mut conn = srv.connect();
-    let body = format!(r#"{{"title": "Hooked", "rows": 300, "callback_url": "{url}"}}"#);
     let params = cgi_params(
         "POST",
         "/api/v1/reports/ledger/jobs",
@@ -381,17 +388,9 @@ fn without_a_webhook_secret_a_callback_url_is_refused() {
 fn a_cancelled_job_sends_a_cancelled_event() {
     let receiver = Receiver::start(vec![Act::Answer(200)]);
     let (srv, _secret) = worker(&[&BIG_FLAGS[..], &["--webhook-allow", "127.0.0.1"]].concat());
-    let mut conn = srv.connect();
     let url = format!("http://127.0.0.1:{}/", receiver.port);
     let body = format!(r#"{{"title": "Big", "rows": {BIG_ROWS}, "callback_url": "{url}"}}"#);
-    let params = cgi_params(
-        "POST",
-        "/api/v1/reports/ledger/jobs",
-        body.len(),
-        "application/json",
-    );
-    conn.send_request(1, true, &params, body.as_bytes(), 65535);
-    let made = body_json(&conn.read_reply(1));
+    let (_, made) = post_json(&srv, &body);
     let id = made["id"].as_str().expect("id").to_owned();
     let mut conn = srv.connect();
     let params = cgi_params("DELETE", &format!("/api/v1/jobs/{id}"), 0, "");
