@@ -106,23 +106,25 @@ impl<'a> HttpRequest<'a> {
         }
     }
 
-    /// Whether a browser says another site made it send this request: `Sec-Fetch-Site:
-    /// cross-site`, or an `Origin` that is not the scheme, host and port this request came
-    /// in on (`REQUEST_SCHEME` or `HTTPS`, `HTTP_HOST` without its port, `SERVER_PORT`, as
-    /// nginx's `fastcgi_params` pass them). A request without either (curl, a backend) is
-    /// not cross-site.
+    /// Whether a browser says another site made it send this request (CSRF). Fetch
+    /// metadata decides where the browser sends it: `Sec-Fetch-Site` other than
+    /// `same-origin` or `none` (typed or bookmarked) is another site. Without it, an `Origin`
+    /// that is not the scheme, host and port this request came in on (`REQUEST_SCHEME` or
+    /// `HTTPS`, `HTTP_HOST` without its port, `SERVER_PORT`, as nginx's `fastcgi_params`
+    /// pass them) is. Browsers send `Origin: null` for a form posted from a page whose
+    /// `Referrer-Policy` is `no-referrer` (ours), so `null` is only trusted next to fetch
+    /// metadata. A request with neither header (curl, a backend) is not cross-site.
     pub fn is_cross_site(&self) -> bool {
-        if self
-            .header("Sec-Fetch-Site")
-            .is_some_and(|s| s.trim().eq_ignore_ascii_case("cross-site"))
-        {
-            return true;
+        if let Some(site) = self.header("Sec-Fetch-Site") {
+            let site = site.trim();
+            return !(site.eq_ignore_ascii_case("same-origin")
+                || site.eq_ignore_ascii_case("none"));
         }
-        match self.header("Origin") {
+        match self.header("Origin").map(str::trim) {
             None => false,
             Some(origin) => self
                 .own_origin()
-                .is_none_or(|own| !origin.trim().eq_ignore_ascii_case(&own)),
+                .is_none_or(|own| !origin.eq_ignore_ascii_case(&own)),
         }
     }
 

@@ -9,6 +9,7 @@
 //! progress) and answer.
 
 pub mod api;
+pub mod assets;
 pub mod http;
 pub mod metrics;
 pub mod pages;
@@ -500,11 +501,12 @@ impl App {
 }
 
 async fn send(reply: Reply, mut response: Response) -> Result<(), fastcgi::Error> {
-    let headers: Vec<(&str, &str)> = reply
+    let mut headers: Vec<(&str, &str)> = reply
         .headers
         .iter()
         .map(|(n, v)| (*n, v.as_str()))
         .collect();
+    headers.extend(assets::SECURITY_HEADERS);
     response.write_head(reply.status, &headers)?;
     response.write(&reply.body).await?;
     response.finish().await
@@ -560,6 +562,22 @@ impl App {
                     .cloned()
                     .ok_or(AppError::NotFound)?;
                 self.submission(def, req)
+            }
+            ["static", name] => {
+                require(get, "GET, HEAD")?;
+                let asset = assets::get(name).ok_or(AppError::NotFound)?;
+                Ok(Outcome::Reply(Reply {
+                    status: 200,
+                    headers: vec![
+                        ("Content-Type", asset.content_type.into()),
+                        // Its name changes with its content.
+                        (
+                            "Cache-Control",
+                            "public, max-age=31536000, immutable".into(),
+                        ),
+                    ],
+                    body: asset.body.to_vec(),
+                }))
             }
             ["metrics"] => {
                 require(get, "GET, HEAD")?;
@@ -885,8 +903,9 @@ impl App {
     }
 
     fn status_page(&self, id: JobId) -> Result<Outcome, AppError> {
+        // A job's page is for whoever holds its URL: no shared cache keeps it.
         let html = |body: Vec<u8>| {
-            Reply::html_body(200, body).with_header("Cache-Control", "no-store".into())
+            Reply::html_body(200, body).with_header("Cache-Control", "private, no-store".into())
         };
         if let Some(body) = self.finished_pages.get(id) {
             return Ok(Outcome::Reply(html(body.to_vec())));
@@ -939,6 +958,8 @@ impl App {
                 ),
                 // nginx serves the file itself from the internal location (sendfile).
                 ("X-Accel-Redirect", format!("/_files/{id}.pdf")),
+                // A private document: no shared cache may keep it.
+                ("Cache-Control", "private, no-store".into()),
             ],
             body: Vec::new(),
         };
@@ -960,11 +981,15 @@ impl App {
         mut abort: Abort,
         mut response: Response,
     ) {
+        let [csp, nosniff, referrer] = assets::SECURITY_HEADERS;
         let head = [
             ("Content-Type", "text/event-stream"),
-            ("Cache-Control", "no-store"),
+            ("Cache-Control", "private, no-store"),
             // nginx must pass each event through at once, not buffer the response.
             ("X-Accel-Buffering", "no"),
+            csp,
+            nosniff,
+            referrer,
         ];
         let Some(permit) = self.watchers.admit() else {
             let mut body = format!("retry: {}\n\n", watch::BUSY_RETRY_MS).into_bytes();

@@ -104,6 +104,8 @@ impl Browser {
                     "browserName": "chrome",
                     "pageLoadStrategy": "normal",
                     "timeouts": { "pageLoad": 30_000, "script": 10_000, "implicit": 0 },
+                    // The console, to check that no Content-Security-Policy refusal happened.
+                    "goog:loggingPrefs": { "browser": "ALL" },
                     "goog:chromeOptions": {
                         "binary": CHROMIUM,
                         "args": args,
@@ -582,6 +584,28 @@ fn issue_3_product_flow_in_headless_chromium() {
         "pages shown: {done}"
     );
     assert!(b.displayed("#download"), "the download button is visible");
+
+    // The page's script ran under the pages' Content-Security-Policy (no 'unsafe-inline'):
+    // the page reloaded itself above, and the console has no refusal in it.
+    let console = b.must("POST", "/se/log", Some(&json!({ "type": "browser" })));
+    let refusals: Vec<&Value> = console
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter(|e| {
+                    e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("Content Security Policy"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(refusals.is_empty(), "CSP refused something: {refusals:?}");
+    eprintln!(
+        "browser: console had {} entries, no CSP refusal",
+        console.as_array().map_or(0, Vec::len)
+    );
 
     // 6 (done page as it stands). For humans, not asserted.
     let png = b.screenshot();
