@@ -194,12 +194,6 @@ impl Index {
         self.finals
     }
 
-    /// Whether `id` is known as corrupt.
-    #[cfg(test)]
-    pub(super) fn is_corrupt(&self, id: JobId) -> bool {
-        self.known.get(&id) == Some(&Known::Corrupt)
-    }
-
     /// How many records are known as corrupt.
     #[cfg(test)]
     pub(super) fn corrupt_count(&self) -> usize {

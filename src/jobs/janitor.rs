@@ -97,8 +97,9 @@ impl Inner {
                 Ok(None) => index.forget(id),
                 Err(e @ StoreError::Corrupt { .. }) => {
                     let first = index.set_corrupt(id);
+                    // The store has moved it to quarantine/ with its one WARN.
                     if first && rechecked.binary_search(&id).is_err() {
-                        log::error!("job {id}: skipped by the janitor: {e}");
+                        log::debug!("job {id}: skipped by the janitor: {e}");
                     }
                 }
                 Err(e) => log::error!("job {id}: janitor: {e}"),

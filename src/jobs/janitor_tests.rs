@@ -430,31 +430,22 @@ fn old_finished_jobs_expire_and_everything_else_stays() {
 }
 
 #[test]
-fn corrupt_records_are_reported_once_and_skipped() {
+fn a_corrupt_record_is_quarantined_and_the_good_job_still_found() {
     let dir = TempDir::new();
     let store = Store::open(&dir.0).expect("store");
     let bad = JobId::new();
-    let jobs_dir = store
-        .pdf_path(bad)
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("data dir")
-        .join("jobs");
+    let jobs_dir = store.jobs_dir().to_path_buf();
     fs::write(jobs_dir.join(format!("{bad}.json")), b"{ not json").expect("write");
     let good = orphan(&store, "fine", 0);
     let runner = runner(&dir, pages_render(), config());
     let found: Vec<JobId> = runner.inner.sweep().iter().map(Pending::id).collect();
     assert_eq!(found, vec![good.id], "the good job is still found");
-    assert!(runner.inner.index.lock().expect("index").is_corrupt(bad));
+    assert!(!jobs_dir.join(format!("{bad}.json")).exists(), "moved out");
+    let kept = dir.0.join("quarantine").join(format!("{bad}.json"));
+    assert_eq!(fs::read(&kept).expect("kept for a person"), b"{ not json");
+    assert_eq!(store.load(bad).expect("gone"), None, "answers as no job");
     runner.inner.sweep();
-    assert_eq!(runner.inner.index.lock().expect("index").corrupt_count(), 1);
-    fs::remove_file(jobs_dir.join(format!("{bad}.json"))).expect("remove");
-    runner.inner.sweep();
-    assert_eq!(
-        runner.inner.index.lock().expect("index").corrupt_count(),
-        0,
-        "forgotten once gone"
-    );
+    assert_eq!(runner.inner.index.lock().expect("index").corrupt_count(), 0);
 }
 
 #[tokio::test]
@@ -748,7 +739,7 @@ fn a_job_that_ends_here_is_counted_as_finished_after_one_more_read() {
 }
 
 #[test]
-fn a_corrupt_record_is_reported_once_and_read_again_only_at_the_recheck() {
+fn a_corrupt_record_is_reported_once_and_never_read_again() {
     let logs = capture_warnings();
     let dir = TempDir::new();
     let store = Store::open(&dir.0).expect("store");
@@ -772,10 +763,14 @@ fn a_corrupt_record_is_reported_once_and_read_again_only_at_the_recheck() {
     }
     runner.inner.index.lock().expect("index").expire_recheck();
     let (reads, _) = reads_during(runner.store(), || runner.inner.sweep());
-    assert_eq!(reads, (1, 1), "the recheck lists and reads it again");
+    assert_eq!(
+        reads,
+        (0, 1),
+        "the recheck lists, and it is not there to read"
+    );
     assert_eq!(reported(), 1, "reported once");
 
-    // An operator repairs it (atomically, as the store writes).
+    // An operator repairs it and puts it back (atomically, as the store writes).
     let tmp = store.jobs_dir().join("repair.tmp");
     fs::write(&tmp, serde_json::to_vec(&bad).expect("serialize")).expect("write");
     fs::rename(&tmp, &path).expect("rename");

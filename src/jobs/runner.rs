@@ -1195,7 +1195,8 @@ impl RunCtx {
     /// Renders into `tmp`, then makes it the job's PDF (fsync, rename, fsync dir).
     fn render_to(&self, tmp: &Path) -> Result<Published, Ending> {
         let id = self.job.id;
-        let mut file = File::create(tmp).map_err(|e| io_failed(tmp, e))?;
+        // Never through a link someone left at the temporary name (issue #11).
+        let mut file = super::store::create_fresh(tmp).map_err(|e| io_failed(tmp, e))?;
         let outcome = self.draw(&mut file)?;
         file.sync_all().map_err(|e| io_failed(tmp, e))?;
         drop(file);

@@ -19,6 +19,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 #[cfg(test)]
 use std::sync::Arc;
@@ -223,28 +224,38 @@ impl Store {
         #[cfg(test)]
         self.reads.loads.fetch_add(1, Ordering::Relaxed);
         let path = self.record_path(id);
-        let file = match fs::File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::io(&path, e)),
+        let checked = match read_regular(&path, MAX_RECORD_BYTES) {
+            Ok(None) => return Ok(None),
+            Ok(Some(bytes)) => parse_record(&bytes, id),
+            Err(ReadError::Io(e)) => return Err(StoreError::io(&path, e)),
+            Err(ReadError::Unfit(reason)) => Err(reason),
         };
-        // A record is under 2 KB; anything past the cap is not one of ours.
-        let mut bytes = Vec::with_capacity(2048);
-        io::Read::read_to_end(&mut io::Read::take(file, MAX_RECORD_BYTES + 1), &mut bytes)
-            .map_err(|e| StoreError::io(&path, e))?;
-        let corrupt = |reason: String| StoreError::Corrupt {
-            path: path.clone(),
-            reason,
-        };
-        if bytes.len() as u64 > MAX_RECORD_BYTES {
-            return Err(corrupt(format!("larger than {MAX_RECORD_BYTES} bytes")));
+        match checked {
+            Ok(job) => Ok(Some(job)),
+            Err(reason) => {
+                // Out of the way, once: it answers 404 from now on, and is kept for a person
+                // to look at.
+                self.quarantine(id, &path, &reason);
+                Err(StoreError::Corrupt { path, reason })
+            }
         }
-        let job: Job = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-        if job.id != id {
-            return Err(corrupt(format!("it names job {}", job.id)));
+    }
+
+    /// Moves a damaged record to `<data>/quarantine/` (one WARN), so that it is neither read
+    /// again nor served.
+    fn quarantine(&self, id: JobId, path: &Path, reason: &str) {
+        let dir = self.jobs.with_file_name("quarantine");
+        let to = dir.join(format!("{id}.json"));
+        let moved = fs::create_dir_all(&dir).and_then(|()| fs::rename(path, &to));
+        match moved {
+            Ok(()) => log::warn!(
+                "job {id}: damaged record ({reason}) moved to {}",
+                to.display()
+            ),
+            // Someone moved or replaced it meanwhile: nothing left to do.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("job {id}: damaged record ({reason}) not moved: {e}"),
         }
-        job.validate().map_err(corrupt)?;
-        Ok(Some(job))
     }
 
     /// Tries to take the job's claim without waiting. `None` if someone else holds it.
@@ -253,12 +264,26 @@ impl Store {
     /// `StoreError::Io` if the lock file cannot be opened or locked for another reason.
     pub fn claim(&self, id: JobId) -> Result<Option<Claim>, StoreError> {
         let path = self.jobs.join(format!("{id}.lock"));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| StoreError::io(&path, e))?;
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(FILE_MODE)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+        };
+        let file = match open() {
+            // A link where the lock file should be is not ours: it goes, and is never
+            // followed.
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                log::warn!("job {id}: {} was a symbolic link; removed", path.display());
+                remove_file_if_any(&path)?;
+                open()
+            }
+            other => other,
+        }
+        .map_err(|e| StoreError::io(&path, e))?;
         match file.try_lock() {
             Ok(()) => Ok(Some(Claim { id, _file: file })),
             Err(TryLockError::WouldBlock) => Ok(None),
@@ -395,7 +420,7 @@ impl Store {
     /// `StoreError::Io` if the marker cannot be written.
     pub fn request_cancel(&self, id: JobId) -> Result<(), StoreError> {
         let path = self.cancel_path(id);
-        File::create(&path).map_err(|e| StoreError::io(&path, e))?;
+        create_fresh(&path).map_err(|e| StoreError::io(&path, e))?;
         sync_dir(&self.jobs)
     }
 
@@ -420,7 +445,7 @@ impl Store {
     /// `StoreError::Io` if the note cannot be written.
     pub fn mark_delivery(&self, id: JobId) -> Result<(), StoreError> {
         let path = self.deliveries.join(id.to_string());
-        File::create(&path).map_err(|e| StoreError::io(&path, e))?;
+        create_fresh(&path).map_err(|e| StoreError::io(&path, e))?;
         sync_dir(&self.deliveries)
     }
 
@@ -482,7 +507,7 @@ impl Store {
         let tmp = path.with_extension(format!("{}.tmp", JobId::new()));
         let bytes = serde_json::to_vec(entry).expect("a KeyEntry always serializes");
         let linked = (|| {
-            let mut file = File::create(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+            let mut file = create_fresh(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
             file.write_all(&bytes)
                 .map_err(|e| StoreError::io(&tmp, e))?;
             file.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
@@ -542,10 +567,11 @@ impl Store {
             return Ok(None);
         }
         let path = self.key_path(kind, digest);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::io(&path, e)),
+        let bytes = match read_regular(&path, MAX_RECORD_BYTES) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(ReadError::Io(e)) => return Err(StoreError::io(&path, e)),
+            Err(ReadError::Unfit(reason)) => return Err(StoreError::Corrupt { path, reason }),
         };
         serde_json::from_slice(&bytes)
             .map(Some)
@@ -572,6 +598,75 @@ impl Store {
     }
 }
 
+/// Mode of every file the store creates: the worker's user reads and writes, its group (the
+/// web server's) reads, nobody else — whatever umask the worker was started with.
+const FILE_MODE: u32 = 0o640;
+
+/// Creates `path` afresh for writing: whatever is there (a stale temporary file, or a link
+/// someone planted) is removed first — removing a link never touches its target — and the
+/// new file is made with `O_EXCL | O_NOFOLLOW`, so no link is ever written through.
+pub(crate) fn create_fresh(path: &Path) -> io::Result<File> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Why a small file could not be read as one of ours.
+enum ReadError {
+    Io(io::Error),
+    /// A link, a FIFO, a device, a directory, or more than the limit: never one we wrote.
+    Unfit(String),
+}
+
+/// Reads a small regular file: a link is not followed (`O_NOFOLLOW`), a FIFO is not waited
+/// on (`O_NONBLOCK`, then checked to be a regular file before reading), and nothing past
+/// `max` bytes is read. `None` if there is no file.
+fn read_regular(path: &Path, max: u64) -> Result<Option<Vec<u8>>, ReadError> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(ReadError::Unfit("a symbolic link, not a file".into()));
+        }
+        Err(e) => return Err(ReadError::Io(e)),
+    };
+    let meta = file.metadata().map_err(ReadError::Io)?;
+    if !meta.is_file() {
+        return Err(ReadError::Unfit("not a regular file".into()));
+    }
+    if meta.len() > max {
+        return Err(ReadError::Unfit(format!("larger than {max} bytes")));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    io::Read::read_to_end(&mut io::Read::take(file, max + 1), &mut bytes).map_err(ReadError::Io)?;
+    if bytes.len() as u64 > max {
+        return Err(ReadError::Unfit(format!("larger than {max} bytes")));
+    }
+    Ok(Some(bytes))
+}
+
+/// A record's bytes as the job `id`, checked as user input would be.
+fn parse_record(bytes: &[u8], id: JobId) -> Result<Job, String> {
+    let job: Job = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if job.id != id {
+        return Err(format!("it names job {}", job.id));
+    }
+    job.validate()?;
+    Ok(job)
+}
+
 fn remove_file_if_any(path: &Path) -> Result<(), StoreError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
@@ -584,7 +679,7 @@ fn remove_file_if_any(path: &Path) -> Result<(), StoreError> {
 /// `path` holds either its old content or all of the new.
 fn write_durably(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let result = (|| {
-        let mut file = File::create(tmp).map_err(|e| StoreError::io(tmp, e))?;
+        let mut file = create_fresh(tmp).map_err(|e| StoreError::io(tmp, e))?;
         file.write_all(bytes).map_err(|e| StoreError::io(tmp, e))?;
         file.sync_all().map_err(|e| StoreError::io(tmp, e))?;
         fs::rename(tmp, path).map_err(|e| StoreError::io(path, e))

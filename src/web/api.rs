@@ -484,7 +484,7 @@ impl App {
         id: JobId,
         wait: Option<Duration>,
     ) -> Result<Reply, AppError> {
-        let job = self.load(id)?;
+        let job = self.load(id).await?;
         if let Some(wait) = wait
             && !job.state.is_final()
             && let Some(_permit) = self.watchers.admit()
@@ -514,7 +514,7 @@ impl App {
             // Timing out is the normal end of a wait on a quiet job.
             let _ = waited;
         }
-        let job = self.load(id)?;
+        let job = self.load(id).await?;
         Ok(json_reply(200, &job_json(&job, self.live_for(&job))))
     }
 

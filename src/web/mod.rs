@@ -35,6 +35,9 @@ pub const DEMO_REPORT: &str = "ledger";
 /// How long the options an `options_query` returned are reused.
 const OPTIONS_TTL: Duration = Duration::from_secs(60);
 
+/// The longest a request waits for a job record to be read before it answers 503.
+const READ_LIMIT: Duration = Duration::from_secs(5);
+
 /// The longest a single Server-Sent Events response stays open; the browser reconnects.
 const SSE_MAX: Duration = Duration::from_secs(300);
 
@@ -329,6 +332,14 @@ struct ApiSubmission {
     callback: Option<String>,
 }
 
+/// Which answer about a job.
+#[derive(Clone, Copy, Debug)]
+enum JobView {
+    Page,
+    Json,
+    Download,
+}
+
 /// What a route decided; the handler writes it.
 enum Outcome {
     Reply(Reply),
@@ -338,6 +349,8 @@ enum Outcome {
     /// job, answer 303, finish the request, then start its render.
     Submit(Arc<Definition>, Vec<(String, String)>),
     Events(JobId),
+    /// A job's page, JSON or download: its record is read off the request thread.
+    Job(JobId, JobView),
     /// `GET /api/v1/reports` and `/api/v1/reports/<id>` (options may need the database).
     ApiReports,
     ApiReport(Arc<Definition>),
@@ -467,7 +480,21 @@ impl fastcgi::Handler for App {
                 };
                 let _ = self.answer(&timer, reply, response).await;
             }
+            Outcome::Job(id, view) => {
+                let reply = match view {
+                    JobView::Page => self.status_page(id).await,
+                    JobView::Json => self.status_json(id).await,
+                    JobView::Download => self.download(id).await,
+                };
+                let _ = self
+                    .answer(&timer, reply.unwrap_or_else(error), response)
+                    .await;
+            }
             Outcome::Events(id) => {
+                if let Err(e) = self.load(id).await {
+                    let _ = self.answer(&timer, e.reply(), response).await;
+                    return;
+                }
                 // A stream stays open for minutes: it counts as answered when it starts.
                 self.metrics.finish(&timer, 200);
                 let last = request.param("HTTP_LAST_EVENT_ID").map(str::to_owned);
@@ -591,21 +618,19 @@ impl App {
             }
             ["jobs", id] => {
                 require(get, "GET, HEAD")?;
-                self.status_page(parse_id(id)?)
+                Ok(Outcome::Job(parse_id(id)?, JobView::Page))
             }
             ["jobs", id, "status.json"] => {
                 require(get, "GET, HEAD")?;
-                self.status_json(parse_id(id)?)
+                Ok(Outcome::Job(parse_id(id)?, JobView::Json))
             }
             ["jobs", id, "events"] => {
                 require(get, "GET")?;
-                let id = parse_id(id)?;
-                self.load(id)?;
-                Ok(Outcome::Events(id))
+                Ok(Outcome::Events(parse_id(id)?))
             }
             ["jobs", id, "download"] => {
                 require(get, "GET, HEAD")?;
-                self.download(parse_id(id)?)
+                Ok(Outcome::Job(parse_id(id)?, JobView::Download))
             }
             ["jobs", id, "cancel"] => {
                 require(req.is("POST"), "POST")?;
@@ -872,14 +897,33 @@ impl App {
         }
     }
 
-    fn load(&self, id: JobId) -> Result<Arc<Job>, AppError> {
+    /// A job's record: from the cache of finished ones, or read on a blocking thread (never
+    /// on the request thread: a slow disk, or a FIFO someone put there, must not stall the
+    /// other requests) within [`READ_LIMIT`]. A damaged record (moved to quarantine by the
+    /// store) is no job: 404.
+    async fn load(&self, id: JobId) -> Result<Arc<Job>, AppError> {
         if let Some(job) = self.finished.get(id) {
             return Ok(job);
         }
-        let job = match self.runner.store().load(id) {
-            Ok(Some(job)) => Arc::new(job),
-            Ok(None) => return Err(AppError::NotFound),
-            Err(e) => return Err(AppError::Internal(format!("job {id}: {e}"))),
+        let store = self.runner.store().clone();
+        let read = tokio::time::timeout(
+            READ_LIMIT,
+            tokio::task::spawn_blocking(move || store.load(id)),
+        )
+        .await;
+        let job = match read {
+            Ok(Ok(Ok(Some(job)))) => Arc::new(job),
+            Ok(Ok(Ok(None) | Err(jobs::StoreError::Corrupt { .. }))) => {
+                return Err(AppError::NotFound);
+            }
+            Ok(Ok(Err(e))) => return Err(AppError::Internal(format!("job {id}: {e}"))),
+            Ok(Err(e)) => return Err(AppError::Internal(format!("job {id}: reading: {e}"))),
+            Err(_) => {
+                log::warn!("job {id}: its record took over {READ_LIMIT:?} to read");
+                return Err(AppError::Unavailable {
+                    retry_after: Duration::from_secs(2),
+                });
+            }
         };
         if job.state.is_final() {
             self.finished.put(id, Arc::clone(&job));
@@ -902,15 +946,15 @@ impl App {
         }
     }
 
-    fn status_page(&self, id: JobId) -> Result<Outcome, AppError> {
+    async fn status_page(&self, id: JobId) -> Result<Reply, AppError> {
         // A job's page is for whoever holds its URL: no shared cache keeps it.
         let html = |body: Vec<u8>| {
             Reply::html_body(200, body).with_header("Cache-Control", "private, no-store".into())
         };
         if let Some(body) = self.finished_pages.get(id) {
-            return Ok(Outcome::Reply(html(body.to_vec())));
+            return Ok(html(body.to_vec()));
         }
-        let job = self.load(id)?;
+        let job = self.load(id).await?;
         let body = JobPage::new(&job, self.live_for(&job))
             .render()
             .map_err(|e| AppError::Internal(format!("template: {e}")))?
@@ -918,24 +962,24 @@ impl App {
         if job.state.is_final() {
             self.finished_pages.put(id, Arc::from(body.as_slice()));
         }
-        Ok(Outcome::Reply(html(body)))
+        Ok(html(body))
     }
 
-    fn status_json(&self, id: JobId) -> Result<Outcome, AppError> {
-        let job = self.load(id)?;
+    async fn status_json(&self, id: JobId) -> Result<Reply, AppError> {
+        let job = self.load(id).await?;
         let body = progress_json(&job, self.live_for(&job));
-        Ok(Outcome::Reply(Reply {
+        Ok(Reply {
             status: 200,
             headers: vec![
                 ("Content-Type", "application/json".into()),
-                ("Cache-Control", "no-store".into()),
+                ("Cache-Control", "private, no-store".into()),
             ],
             body: body.into_bytes(),
-        }))
+        })
     }
 
-    fn download(&self, id: JobId) -> Result<Outcome, AppError> {
-        let job = self.load(id)?;
+    async fn download(&self, id: JobId) -> Result<Reply, AppError> {
+        let job = self.load(id).await?;
         if job.state == State::Failed {
             return Err(AppError::Failed { id });
         }
@@ -963,7 +1007,7 @@ impl App {
             ],
             body: Vec::new(),
         };
-        Ok(Outcome::Reply(reply))
+        Ok(reply)
     }
 
     /// Server-Sent Events (issue #9's contract): `retry:`, then an event with an `id:` each
@@ -993,7 +1037,7 @@ impl App {
         ];
         let Some(permit) = self.watchers.admit() else {
             let mut body = format!("retry: {}\n\n", watch::BUSY_RETRY_MS).into_bytes();
-            if let Published::Job(s) = self.watchers.snapshot(id)
+            if let Published::Job(s) = self.watchers.snapshot(id).await
                 && last_event_id.as_deref() != Some(&*s.id)
             {
                 body.extend_from_slice(&s.event);

@@ -212,9 +212,13 @@ impl Watchers {
         rx
     }
 
-    /// The job's progress now, without a poller: for the answer beyond the cap.
-    pub fn snapshot(&self, id: JobId) -> Published {
-        look(id, &self.runner)
+    /// The job's progress now, without a poller: for the answer beyond the cap. The record
+    /// is read on a blocking thread.
+    pub async fn snapshot(&self, id: JobId) -> Published {
+        let runner = self.runner.clone();
+        tokio::task::spawn_blocking(move || look(id, &runner))
+            .await
+            .unwrap_or(Published::Gone)
     }
 }
 
@@ -229,7 +233,17 @@ async fn poll(
     // A job rendered by another worker has no live progress here: its record is read, and
     // once more when it has just ended. A record is only read while someone watches.
     loop {
-        let now = look(id, &runner);
+        // Record reads are blocking I/O: off the request threads.
+        let now = {
+            let runner = runner.clone();
+            match tokio::task::spawn_blocking(move || look(id, &runner)).await {
+                Ok(now) => now,
+                Err(e) => {
+                    log::error!("job {id}: event poller: {e}");
+                    Published::Gone
+                }
+            }
+        };
         let end = !matches!(&now, Published::Job(s) if !s.is_final);
         tx.send_if_modified(|old| {
             if *old == now {

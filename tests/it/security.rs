@@ -182,3 +182,138 @@ fn every_answer_carries_the_security_headers_and_pages_need_no_inline_code() {
     );
     assert!(css.text().contains("font"), "{}", css.text());
 }
+
+/// A job's JSON through nginx, as a value.
+fn job_json(ng: &Nginx, id: &str) -> serde_json::Value {
+    let r = ng.request("GET", &format!("/api/v1/jobs/{id}"), &[], b"");
+    serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null)
+}
+
+fn post_api(ng: &Nginx, body: &str) -> String {
+    let r = ng.request(
+        "POST",
+        "/api/v1/reports/ledger/jobs",
+        &[JSON],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let made: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    made["id"].as_str().expect("id").to_owned()
+}
+
+/// Links planted at every name the worker creates for a job (its temporary PDF, its
+/// record's temporary file, its lock file) point outside the data dir: their targets stay
+/// untouched, the job renders, and nginx will not serve a PDF that is a link.
+#[test]
+fn links_planted_where_the_worker_writes_are_never_followed() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let srv = TestServer::start(&[&BIG_FLAGS[..], &["--render-slots", "1"]].concat());
+    let ng = Nginx::start(&[&srv.socket], &srv.data.join("files"), false);
+    let outside = TempDir::new("outside");
+    let targets: Vec<std::path::PathBuf> = (1..=3)
+        .map(|n| {
+            let t = outside.0.join(format!("precious-{n}"));
+            std::fs::write(&t, format!("precious {n}")).expect("write target");
+            t
+        })
+        .collect();
+    // One long render holds the only slot, so the next job waits, its names known.
+    let big = post_api(&ng, &format!(r#"{{"title": "Big", "rows": {BIG_ROWS}}}"#));
+    let small = post_api(&ng, r#"{"title": "Small", "rows": 500}"#);
+    let (files, jobs) = (srv.data.join("files"), srv.data.join("jobs"));
+    symlink(&targets[0], files.join(format!("{small}.pdf.tmp"))).expect("plant .pdf.tmp");
+    symlink(&targets[1], jobs.join(format!("{small}.json.tmp"))).expect("plant .json.tmp");
+    let lock = jobs.join(format!("{small}.lock"));
+    let _ = std::fs::remove_file(&lock);
+    symlink(&targets[2], &lock).expect("plant .lock");
+    let r = ng.request("DELETE", &format!("/api/v1/jobs/{big}"), &[], b"");
+    assert!(r.status == 200 || r.status == 202, "{}", r.text());
+    let done = crate::util::wait_for(std::time::Duration::from_secs(60), "the small job", || {
+        let j = job_json(&ng, &small);
+        (j["state"] == "done" || j["state"] == "failed").then_some(j)
+    });
+    assert_eq!(done["state"], "done", "{done}");
+    for (n, t) in targets.iter().enumerate() {
+        let n = n + 1;
+        assert_eq!(
+            std::fs::read_to_string(t).expect("target"),
+            format!("precious {n}")
+        );
+    }
+    let pdf = files.join(format!("{small}.pdf"));
+    let meta = std::fs::symlink_metadata(&pdf).expect("pdf");
+    assert!(meta.file_type().is_file(), "a file of its own, not a link");
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o640,
+        "readable by the group only"
+    );
+    let record = std::fs::symlink_metadata(jobs.join(format!("{small}.json"))).expect("record");
+    assert_eq!(record.permissions().mode() & 0o777, 0o640);
+    let served = ng.request("GET", &format!("/jobs/{small}/download"), &[], b"");
+    assert_eq!(served.status, 200);
+    assert!(served.body.starts_with(b"%PDF-"));
+    // nginx never follows a link among the PDFs.
+    std::fs::remove_file(&pdf).expect("remove pdf");
+    symlink(&targets[0], &pdf).expect("plant a linked pdf");
+    let r = ng.request("GET", &format!("/jobs/{small}/download"), &[], b"");
+    assert_ne!(r.status, 200, "a linked PDF is refused");
+    assert!(!r.text().contains("precious"), "{}", r.text());
+}
+
+/// Records that are a FIFO, a 2 GB sparse file, or cut short: each is moved to
+/// quarantine/ with one WARN and its id answers 404, while every other page answers at once.
+#[test]
+fn damaged_records_are_quarantined_and_never_stall_the_worker() {
+    let srv = TestServer::start(&[]);
+    let ng = Nginx::start(&[&srv.socket], &srv.data.join("files"), false);
+    let good = post_api(&ng, r#"{"title": "Good", "rows": 20}"#);
+    let good_record = std::fs::read(srv.data.join(format!("jobs/{good}.json"))).expect("good");
+    let ids = [
+        "2c4b1f0e-8d7a-4e3b-9c2d-1a0f9e8d7c61",
+        "3d5c2a1f-9e8b-4f4c-8d3e-2b1a0f9e8d72",
+        "4e6d3b2a-af9c-4a5d-9e4f-3c2b1a0f9e83",
+    ];
+    let jobs = srv.data.join("jobs");
+    let fifo = jobs.join(format!("{}.json", ids[0]));
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let sparse = std::fs::File::create(jobs.join(format!("{}.json", ids[1]))).expect("create");
+    sparse.set_len(2 << 30).expect("2 GB sparse");
+    let cut = String::from_utf8_lossy(&good_record).replace(&good, ids[2]);
+    std::fs::write(jobs.join(format!("{}.json", ids[2])), &cut[..cut.len() / 2]).expect("cut");
+    for id in ids {
+        let started = std::time::Instant::now();
+        let r = ng.request("GET", &format!("/jobs/{id}"), &[], b"");
+        assert_eq!(r.status, 404, "{id}: {}", r.text());
+        assert!(
+            started.elapsed().as_secs_f64() < 2.0,
+            "{id} answered at once"
+        );
+        let again = ng.request("GET", &format!("/api/v1/jobs/{id}"), &[], b"");
+        assert_eq!(again.status, 404, "still no such job");
+        assert!(
+            srv.data.join(format!("quarantine/{id}.json")).exists(),
+            "{id} quarantined"
+        );
+        let warnings = srv
+            .log()
+            .lines()
+            .filter(|l| l.contains(id) && l.contains("WARN"))
+            .count();
+        assert_eq!(warnings, 1, "{id}: one WARN\n{}", srv.log());
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(ng.request("GET", "/healthz", &[], b"").status, 200);
+    assert_eq!(
+        ng.request("GET", &format!("/jobs/{good}"), &[], b"").status,
+        200
+    );
+    assert!(
+        started.elapsed().as_secs_f64() < 1.0,
+        "other pages answer at once"
+    );
+}
