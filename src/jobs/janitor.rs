@@ -4,7 +4,9 @@
 //! process has free slots, settling the death of a render whose worker died (blamed if it ran
 //! alone, else a bystander; see `Job::settle_death`) and failing a job that kills its worker;
 //! (b) removes finished jobs older than `retention`, PDF included; (c) counts records by state
-//! for `Runner::job_counts`.
+//! for `Runner::job_counts`; (d) every [`ORPHAN_EVERY`], removes files older than `retention`
+//! that belong to no record (a PDF whose record was quarantined or lost, a lock file left by
+//! a job that was never recorded).
 //!
 //! It keeps an index of the records (`index.rs`) so that a sweep reads only the unfinished
 //! ones, lists the directory only when records came or went, and touches finished ones only
@@ -23,6 +25,10 @@ use super::job::{Death, MAX_BYSTANDER_CRASHES, now_ms};
 use super::runner::{Inner, JobCounts, Pending, Runner};
 use super::{Job, JobId, State, StoreError};
 
+/// How often the janitor looks for files that belong to no record: a listing of the files
+/// folder, so not every sweep.
+const ORPHAN_EVERY: Duration = Duration::from_secs(600);
+
 /// `tokio::time::interval` panics on a zero period; a misconfigured zero means "often".
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -35,6 +41,7 @@ impl Runner {
         let mut ticks = tokio::time::interval(self.inner.config.janitor_interval.max(MIN_INTERVAL));
         // After a slow sweep, wait a full interval rather than sweeping again at once.
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut orphans_looked = Instant::now();
         loop {
             tokio::select! {
                 biased;
@@ -53,11 +60,47 @@ impl Runner {
                 }
                 Err(e) => log::error!("janitor: sweep ended abnormally: {e}"),
             }
+            if orphans_looked.elapsed() >= ORPHAN_EVERY {
+                orphans_looked = Instant::now();
+                let inner = Arc::clone(&self.inner);
+                if let Err(e) = tokio::task::spawn_blocking(move || inner.remove_orphans()).await {
+                    log::error!("janitor: orphan sweep ended abnormally: {e}");
+                }
+            }
         }
     }
 }
 
 impl Inner {
+    /// Removes files older than `retention` that belong to no job record. Returns how many.
+    pub(super) fn remove_orphans(&self) -> usize {
+        let cutoff = SystemTime::now()
+            .checked_sub(self.config.retention)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let orphans = match self.store.orphans(cutoff) {
+            Ok(orphans) => orphans,
+            Err(e) => {
+                log::error!("janitor: {e}");
+                return 0;
+            }
+        };
+        let mut removed = 0;
+        for (id, path) in orphans {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    removed += 1;
+                    log::info!(
+                        "job {id}: removed {}, which no record names",
+                        path.display()
+                    );
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!("job {id}: {}: {e}", path.display()),
+            }
+        }
+        removed
+    }
+
     /// One pass over the store. Returns the jobs it claimed and that should start here: the
     /// oldest unfinished jobs nobody holds, no more than this process has free slots for
     /// (`free_slots`), so that queued work goes to whichever worker has room.

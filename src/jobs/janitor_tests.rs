@@ -779,3 +779,51 @@ fn a_corrupt_record_is_reported_once_and_never_read_again() {
     assert_eq!(found, vec![bad.id], "found at the recheck once repaired");
     assert_eq!(reported(), 1);
 }
+
+/// PDFs, partial PDFs and lock files that no record names go once they are older than the
+/// retention; the files of recorded jobs, and young orphans, stay.
+#[test]
+fn files_no_record_names_are_removed_after_the_retention() {
+    let dir = TempDir::new();
+    let store = Store::open(&dir.0).expect("store");
+    let lost = JobId::new();
+    let orphans = [
+        store.pdf_path(lost),
+        store.pdf_tmp_path(lost),
+        store.jobs_dir().join(format!("{lost}.lock")),
+    ];
+    for path in &orphans {
+        fs::write(path, b"left over").expect("write");
+    }
+    let kept = finished(&store, State::Done, 0);
+    let stranger = dir.0.join("files").join("notes.txt");
+    fs::write(&stranger, b"an operator's").expect("write");
+    let patient = runner(&dir, pages_render(), config());
+    assert_eq!(
+        patient.inner.remove_orphans(),
+        0,
+        "young orphans stay (24 h retention)"
+    );
+    let strict = runner(
+        &dir,
+        pages_render(),
+        RunnerConfig {
+            retention: Duration::ZERO,
+            ..config()
+        },
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(strict.inner.remove_orphans(), orphans.len());
+    for path in &orphans {
+        assert!(!path.exists(), "{} removed", path.display());
+    }
+    assert!(
+        store.pdf_path(kept.id).exists(),
+        "a recorded job's PDF stays"
+    );
+    assert!(store.load(kept.id).expect("load").is_some());
+    assert!(
+        stranger.exists(),
+        "a file that is no job's is not ours to remove"
+    );
+}

@@ -438,6 +438,44 @@ impl Store {
         }
     }
 
+    /// Files of the data dir that belong to no job record and were last changed before
+    /// `cutoff`: PDFs (finished or partial) in `files/`, lock files, cancel markers and
+    /// temporary records in `jobs/`, delivery notes. A file whose name is no job id's is
+    /// left alone (it is not ours to judge).
+    ///
+    /// # Errors
+    /// `StoreError::Io` if a folder cannot be listed.
+    pub fn orphans(&self, cutoff: SystemTime) -> Result<Vec<(JobId, PathBuf)>, StoreError> {
+        let mut out = Vec::new();
+        let kinds: [(&Path, &[&str]); 3] = [
+            (&self.files, &[".pdf", ".pdf.tmp"]),
+            (&self.jobs, &[".lock", ".cancel", ".json.tmp"]),
+            (&self.deliveries, &[""]),
+        ];
+        for (dir, suffixes) in kinds {
+            let entries = fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let id = suffixes.iter().find_map(|suffix| {
+                    name.strip_suffix(suffix)
+                        .and_then(|stem| stem.parse::<JobId>().ok())
+                });
+                let Some(id) = id else { continue };
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < cutoff);
+                let recorded = fs::symlink_metadata(self.record_path(id)).is_ok();
+                if old && !recorded {
+                    out.push((id, entry.path()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Notes durably that the job has a webhook to deliver, before its record exists: the
     /// deliverer looks only at the jobs noted here, however many records are kept.
     ///
