@@ -50,6 +50,8 @@ pub struct ServeConfig {
     pub max_streams: usize,
     /// How often a quiet event stream sends a comment line.
     pub sse_heartbeat: Duration,
+    /// The CGI param that names the user the web server authenticated.
+    pub user_param: String,
     /// Webhooks: the secret's file (read at start-up; `None`: webhooks off), destinations,
     /// retry time, one attempt's timeout.
     pub webhook_secret_file: Option<PathBuf>,
@@ -321,6 +323,27 @@ struct ServeFlags {
     )]
     threads: usize,
 
+    /// Jobs one client (the authenticated user, else the address) may have queued or running
+    /// across the pool; beyond it 429 with Retry-After (0: no cap)
+    #[arg(
+        long,
+        env = "PDFWORKER_MAX_JOBS_PER_CLIENT",
+        value_name = "N",
+        default_value_t = RUNNER.max_jobs_per_client,
+        value_parser = RangedU64ValueParser::<usize>::new().range(0..=1_000_000)
+    )]
+    max_jobs_per_client: usize,
+
+    /// The FastCGI param naming the user the web server authenticated (auth_basic, or
+    /// auth_request + fastcgi_param)
+    #[arg(
+        long,
+        env = "PDFWORKER_USER_PARAM",
+        value_name = "NAME",
+        default_value = "REMOTE_USER"
+    )]
+    user_param: String,
+
     /// Webhooks are signed with the secret in this file (at least 16 bytes); without it a
     /// job's callback_url is refused [default: none, webhooks off]
     #[arg(long, env = "PDFWORKER_WEBHOOK_SECRET_FILE", value_name = "PATH")]
@@ -451,6 +474,7 @@ impl From<ServeFlags> for ServeConfig {
             memory_budget: f.memory_budget_mb.saturating_mul(MIB),
             render_deadline: Duration::from_secs(f.render_timeout_secs),
             retention: Duration::from_secs(f.retention_hours.saturating_mul(3600)),
+            max_jobs_per_client: f.max_jobs_per_client,
             ..RUNNER.clone()
         };
         let fastcgi = fastcgi::Config {
@@ -474,6 +498,7 @@ impl From<ServeFlags> for ServeConfig {
                 .max_streams
                 .unwrap_or(crate::web::DEFAULT_MAX_STREAMS.min(f.max_conns / 2)),
             sse_heartbeat: Duration::from_secs(f.sse_heartbeat_secs),
+            user_param: f.user_param,
             webhook_secret_file: f.webhook_secret_file,
             webhook_allow: f.webhook_allow,
             webhook_retry: Duration::from_secs(f.webhook_retry_secs),
@@ -564,8 +589,8 @@ mod tests {
     #[test]
     fn help_of_every_subcommand_lists_its_flags() {
         let cases = [
-            ("serve", 23),
-            ("check-config", 23),
+            ("serve", 25),
+            ("check-config", 25),
             ("render", 9),
             ("demo-data", 2),
         ];

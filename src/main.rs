@@ -587,7 +587,8 @@ fn serve(cfg: ServeConfig) -> Result<(), String> {
         let app = Arc::new(
             web::App::new(runner.clone(), catalog, Arc::clone(&fastcgi_stats))
                 .with_streams(cfg.max_streams, cfg.sse_heartbeat)
-                .with_webhooks(webhooks),
+                .with_webhooks(webhooks)
+                .with_user_param(cfg.user_param.clone()),
         );
         log::info!(
             "pdfworker {} serving, data in {}, {} render slots",

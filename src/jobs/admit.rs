@@ -26,6 +26,8 @@ pub struct SubmitOptions {
     /// Where to POST the job's end (already checked against the allow list). A request with
     /// one always gets a job of its own (never a reused one, which has its own receiver).
     pub callback_url: Option<String>,
+    /// Who asks (`Job::client`), for the per-client cap.
+    pub client: Option<String>,
 }
 
 /// How a submission was answered.
@@ -82,6 +84,7 @@ impl Runner {
         let store = self.store();
         let mut job = Job::new(request, 0);
         job.webhook = opts.callback_url.clone().map(super::Webhook::new);
+        job.client = opts.client.clone();
         if let Some((key, body)) = &opts.idempotency {
             let key_digest = digest(&[b"idempotency-key", key.as_bytes()]);
             let entry = KeyEntry {

@@ -120,6 +120,8 @@ impl Inner {
         // (created, id) of unfinished jobs not live here.
         let mut waiting = Vec::new();
         let mut counts = JobCounts::default();
+        let mut clients: std::collections::HashMap<String, usize> =
+            std::collections::HashMap::new();
         for id in index.unfinished() {
             if self.is_closing() {
                 return Vec::new();
@@ -135,6 +137,9 @@ impl Inner {
                 }
                 Ok(Some(job)) => {
                     counts.add(job.state);
+                    if let Some(client) = &job.client {
+                        *clients.entry(client.clone()).or_default() += 1;
+                    }
                     waiting.push((job.created_ms, id));
                 }
                 Ok(None) => index.forget(id),
@@ -153,6 +158,10 @@ impl Inner {
         counts.done = finals.done;
         counts.failed = finals.failed;
         *self.swept.lock().unwrap_or_else(PoisonError::into_inner) = counts;
+        *self
+            .swept_clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = clients;
         waiting.sort_unstable();
         let mut found = Vec::new();
         for (_, id) in waiting {
@@ -281,7 +290,7 @@ impl Inner {
             }
         }
         let pages = (self.estimate)(&job.request);
-        let Some(slot) = self.reserve(id, pages, job.is_suspect()) else {
+        let Some(slot) = self.reserve(id, pages, job.is_suspect(), job.client.as_deref()) else {
             // Queue full here: the claim drops, another worker (or a later sweep) takes it.
             return Ok(None);
         };

@@ -157,6 +157,10 @@ pub struct Job {
     /// Where to tell the end of the job, and how that went (issue #9).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Webhook>,
+    /// Who asked for it (`user:<name>` when the web server authenticated them, else
+    /// `addr:<address>`), for the per-client cap (issue #11).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 /// A job's webhook: the event for its end, delivered at least once, and every attempt. It
@@ -267,6 +271,7 @@ impl Job {
             idempotency_key: None,
             dedup_key: None,
             webhook: None,
+            client: None,
         }
     }
 
@@ -293,6 +298,9 @@ impl Job {
         }
         if self.state == State::Done && self.size_bytes.is_none() {
             return Err("state done without size_bytes".to_owned());
+        }
+        if self.client.as_ref().is_some_and(|c| c.len() > 400) {
+            return Err("client name over its limit".to_owned());
         }
         if let Some(hook) = &self.webhook
             && (hook.url.len() > 2048 || hook.attempts.len() > MAX_ATTEMPTS_KEPT)

@@ -124,6 +124,9 @@ pub struct RunnerConfig {
     pub janitor_interval: Duration,
     /// How long finished and failed jobs and their PDFs are kept.
     pub retention: Duration,
+    /// Jobs one client may have queued or running across the pool (0: no cap); more are
+    /// refused with `SubmitError::ClientBusy`.
+    pub max_jobs_per_client: usize,
 }
 
 impl Default for RunnerConfig {
@@ -139,6 +142,7 @@ impl Default for RunnerConfig {
             max_attempts: 3,
             janitor_interval: Duration::from_secs(5),
             retention: Duration::from_secs(24 * 60 * 60),
+            max_jobs_per_client: 8,
         }
     }
 }
@@ -161,6 +165,8 @@ pub enum SubmitError {
     KeyReused,
     /// Another request with the same idempotency key is still creating its job.
     KeyInFlight,
+    /// This client has `jobs` queued or running already, its cap.
+    ClientBusy { jobs: usize, retry_after: Duration },
 }
 
 impl fmt::Display for SubmitError {
@@ -198,6 +204,11 @@ impl fmt::Display for SubmitError {
             SubmitError::Store(e) => write!(f, "the job could not be recorded: {e}"),
             SubmitError::KeyReused => f.write_str(
                 "this Idempotency-Key was used before with a different request; use a new key",
+            ),
+            SubmitError::ClientBusy { jobs, .. } => write!(
+                f,
+                "you have {jobs} reports waiting or being made, as many as one person may; \
+                 try again when one is done"
             ),
             SubmitError::KeyInFlight => f.write_str(
                 "a request with this Idempotency-Key is still being recorded; try again in a moment",
@@ -342,6 +353,8 @@ pub(super) struct Inner {
     /// Records by state as the janitor last saw them (jobs live here excluded; `job_counts`
     /// adds those from `live`).
     pub(super) swept: Mutex<JobCounts>,
+    /// Unfinished jobs not live here by client, as the janitor last saw them.
+    pub(super) swept_clients: Mutex<HashMap<String, usize>>,
     /// Told about each render's end (`observe_renders`).
     observer: OnceLock<RenderObserver>,
 }
@@ -396,6 +409,8 @@ pub(super) struct Live {
     stop: AtomicU8,
     /// Woken by `request_stop`: a job waiting for a slot need not wait any longer.
     stopped: Notify,
+    /// Who asked for it (`Job::client`), for the per-client cap.
+    client: Option<Arc<str>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -420,6 +435,7 @@ impl Live {
             pages_total: AtomicU32::new(pages_total),
             stop: AtomicU8::new(GO),
             stopped: Notify::new(),
+            client: None,
         }
     }
 
@@ -539,6 +555,7 @@ impl Runner {
             index: Mutex::new(Index::new()),
             sweep_soon: Notify::new(),
             swept: Mutex::new(JobCounts::default()),
+            swept_clients: Mutex::new(HashMap::new()),
             observer: OnceLock::new(),
         };
         Runner {
@@ -577,10 +594,7 @@ impl Runner {
         let id = job.id;
         let slot = self
             .inner
-            .reserve(id, pages, false)
-            .ok_or(SubmitError::Busy {
-                retry_after: BUSY_RETRY_AFTER,
-            })?;
+            .reserve_for(id, pages, false, job.client.as_deref(), true)?;
         // Claim before the record exists: once it does, any janitor may try to take the job.
         let claim = match self.inner.store.claim(id)? {
             Some(claim) => claim,
@@ -829,15 +843,58 @@ impl Inner {
         id: JobId,
         pages_total: u32,
         exclusive: bool,
+        client: Option<&str>,
     ) -> Option<Reservation> {
+        self.reserve_for(id, pages_total, exclusive, client, false)
+            .ok()
+    }
+
+    /// [`Inner::reserve`], refusing with `ClientBusy` when `capped` and `client` has its
+    /// share of jobs already: those queued or running here (counted under the same lock as
+    /// the insert, so two requests cannot both take the last place) and those the last
+    /// sweep found unfinished elsewhere in the pool.
+    pub(super) fn reserve_for(
+        self: &Arc<Self>,
+        id: JobId,
+        pages_total: u32,
+        exclusive: bool,
+        client: Option<&str>,
+        capped: bool,
+    ) -> Result<Reservation, SubmitError> {
+        let busy = SubmitError::Busy {
+            retry_after: BUSY_RETRY_AFTER,
+        };
         let mut map = self.live_map();
         if self.is_closing() || map.len() >= self.config.queue_limit || map.contains_key(&id) {
-            return None;
+            return Err(busy);
         }
-        let live = Arc::new(Live::new(pages_total, exclusive));
+        let cap = self.config.max_jobs_per_client;
+        if let Some(client) = client.filter(|_| capped && cap > 0) {
+            let here = map
+                .values()
+                .filter(|l| l.client.as_deref() == Some(client))
+                .count();
+            let elsewhere = self
+                .swept_clients
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(client)
+                .copied()
+                .unwrap_or(0);
+            let jobs = here + elsewhere;
+            if jobs >= cap {
+                return Err(SubmitError::ClientBusy {
+                    jobs,
+                    retry_after: BUSY_RETRY_AFTER,
+                });
+            }
+        }
+        let mut live = Live::new(pages_total, exclusive);
+        live.client = client.map(Arc::from);
+        let live = Arc::new(live);
         map.insert(id, Arc::clone(&live));
         drop(map);
-        Some(Reservation {
+        Ok(Reservation {
             inner: Arc::clone(self),
             id,
             live,

@@ -122,6 +122,7 @@ pub fn plain(status: u16) -> Problem {
         410 => "Gone",
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
+        429 => "Too Many Requests",
         503 => "Service Unavailable",
         _ => "Internal Server Error",
     };
@@ -441,6 +442,12 @@ impl AppError {
                 "a browser sent this request from another site (Origin or Sec-Fetch-Site); \
                  programs send no Origin",
             ),
+            AppError::ClientBusy { jobs, retry_after } => plain(429)
+                .detail(format!(
+                    "this client has {jobs} jobs queued or running, as many as one may; try \
+                     again when one is done"
+                ))
+                .header("Retry-After", retry_after.as_secs().max(1).to_string()),
             AppError::NotReady { state, .. } => plain(409).detail(format!("the job is {state}")),
             AppError::Failed { .. } => plain(410).detail("the job failed; it has no file"),
             AppError::Cancelled { .. } => {

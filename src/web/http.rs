@@ -32,6 +32,12 @@ impl<'a> HttpRequest<'a> {
         self.method.eq_ignore_ascii_case(method)
     }
 
+    /// A CGI param as the web server passes it (`REMOTE_ADDR`, `REMOTE_USER` …); `None` if
+    /// absent or not UTF-8.
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        self.raw.param(name)
+    }
+
     /// A request header, as the web server passes it (`HTTP_<NAME>`); `None` if absent or
     /// not UTF-8.
     pub fn header(&self, name: &str) -> Option<&'a str> {

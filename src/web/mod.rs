@@ -58,6 +58,8 @@ pub struct App {
     metrics: metrics::Metrics,
     /// What a job's `callback_url` is checked against.
     webhooks: Arc<crate::webhooks::WebhookConfig>,
+    /// The CGI param that names the authenticated user.
+    user_param: String,
 }
 
 /// An `options_query`'s answer (`None`: it failed) and when it came.
@@ -122,7 +124,28 @@ impl App {
             finished: TtlCache::new(),
             finished_pages: TtlCache::new(),
             webhooks: Arc::new(crate::webhooks::WebhookConfig::default()),
+            user_param: "REMOTE_USER".to_owned(),
         }
+    }
+
+    /// The CGI param naming the user the web server authenticated (`REMOTE_USER` unless
+    /// told otherwise).
+    #[must_use]
+    pub fn with_user_param(mut self, name: String) -> App {
+        self.user_param = name;
+        self
+    }
+
+    /// Who is asking, for the per-client cap: the user the web server authenticated, else
+    /// the client's address as the web server passes it (`REMOTE_ADDR`; behind a proxy,
+    /// set nginx's real_ip so that it is the client's, not the proxy's).
+    fn client_of(&self, req: &HttpRequest) -> Option<String> {
+        if let Some(user) = req.param(&self.user_param).filter(|u| !u.is_empty()) {
+            return Some(format!("user:{user}"));
+        }
+        req.param("REMOTE_ADDR")
+            .filter(|a| !a.is_empty())
+            .map(|a| format!("addr:{a}"))
     }
 
     /// Jobs may name a `callback_url` checked against `config` (without a secret in it,
@@ -207,6 +230,11 @@ pub enum AppError {
     UnsupportedMediaType,
     /// A state-changing request another site made a browser send (CSRF).
     CrossSite,
+    /// This client has as many jobs queued or running as one may.
+    ClientBusy {
+        jobs: usize,
+        retry_after: Duration,
+    },
     NotReady {
         id: JobId,
         state: State,
@@ -278,6 +306,17 @@ impl AppError {
                 Some("/".into()),
                 "See the reports",
             ),
+            AppError::ClientBusy { jobs, retry_after } => msg(
+                429,
+                "Too many reports at once",
+                &format!(
+                    "You have {jobs} reports waiting or being made, as many as one person may \
+                     have at a time. Try again when one of them is done."
+                ),
+                Some("/".into()),
+                "See the reports",
+            )
+            .with_header("Retry-After", retry_after.as_secs().max(1).to_string()),
             AppError::NotReady { id, state } => msg(
                 409,
                 "Not ready yet",
@@ -399,7 +438,10 @@ impl fastcgi::Handler for App {
                         return;
                     }
                 };
-                let submitted = self.submit(def, &fields, key, Vec::new(), None).await;
+                let client = self.client_of(&http);
+                let submitted = self
+                    .submit(def, &fields, key, Vec::new(), None, client)
+                    .await;
                 let (submitted, reply) = match submitted {
                     Ok(submitted) => {
                         let see = Reply::see_other(format!("/jobs/{}", submitted.id()));
@@ -421,7 +463,11 @@ impl fastcgi::Handler for App {
                     errors,
                     callback,
                 } = *sub;
-                let submitted = match self.submit(def, &fields, key, errors, callback).await {
+                let client = self.client_of(&http);
+                let submitted = match self
+                    .submit(def, &fields, key, errors, callback, client)
+                    .await
+                {
                     Ok(submitted) => submitted,
                     Err(e) => {
                         let _ = self.answer(&timer, e.problem().reply(), response).await;
@@ -831,6 +877,7 @@ impl App {
         key: Option<(String, String)>,
         errors: Vec<(String, String)>,
         callback: Option<String>,
+        client: Option<String>,
     ) -> Result<jobs::Submitted, AppError> {
         let def = self.current(def).await?;
         let options = self.choice_options(&def).await;
@@ -853,6 +900,7 @@ impl App {
             idempotency: key,
             reuse_for: def.reuse_for,
             callback_url: callback.or_else(|| def.callback_url.clone()),
+            client,
         };
         let result = tokio::task::spawn_blocking(move || runner.submit(request, &opts))
             .await
@@ -876,6 +924,10 @@ impl App {
                 Err(AppError::BadRequest(form))
             }
             Err(SubmitError::Busy { retry_after }) => Err(AppError::Unavailable { retry_after }),
+            Err(SubmitError::ClientBusy { jobs, retry_after }) => {
+                log::info!("client over its cap of queued and running jobs ({jobs}): 429");
+                Err(AppError::ClientBusy { jobs, retry_after })
+            }
             Err(e @ SubmitError::KeyReused) => problem(
                 api::Problem::new(
                     422,

@@ -30,6 +30,8 @@ const SERVE_FLAGS: &[(&str, &str, &[&str])] = &[
     ("request-timeout-secs", "1", &["x", "0"]),
     ("idle-timeout-secs", "1", &["x", "0"]),
     ("threads", "2", &["x", "0", "257"]),
+    ("max-jobs-per-client", "3", &["x", "-1", "1000001"]),
+    ("user-param", "HTTP_X_USER", &[]),
     ("webhook-secret-file", "", &[]),
     (
         "webhook-allow",

@@ -317,3 +317,69 @@ fn damaged_records_are_quarantined_and_never_stall_the_worker() {
         "other pages answer at once"
     );
 }
+
+/// `POST /reports/ledger` straight over FastCGI as the web server would pass it for a client
+/// at `addr`, authenticated as `user` when given; the answer's status and Retry-After.
+fn post_as(srv: &TestServer, addr: &str, user: Option<&str>) -> (u16, Option<String>) {
+    let body = form("Flood", BIG_ROWS, "a4", "portrait");
+    let mut params = cgi_params(
+        "POST",
+        "/reports/ledger",
+        body.len(),
+        "application/x-www-form-urlencoded",
+    );
+    params.extend(pair(b"REMOTE_ADDR", addr.as_bytes()));
+    if let Some(user) = user {
+        params.extend(pair(b"REMOTE_USER", user.as_bytes()));
+    }
+    let mut conn = srv.connect();
+    conn.send_request(1, false, &params, body.as_bytes(), 65535);
+    let reply = conn.read_reply(1);
+    (reply.status(), reply.header("Retry-After"))
+}
+
+/// One client flooding POSTs gets 429 (with Retry-After and a page saying why) once it has
+/// its cap of jobs queued or running; another client, or the same address signed in as a
+/// user, is served in the same second.
+#[test]
+fn one_client_flooding_posts_gets_429_after_its_cap_and_others_are_still_served() {
+    let srv = TestServer::start(
+        &[
+            &BIG_FLAGS[..],
+            &["--render-slots", "1", "--max-jobs-per-client", "8"],
+        ]
+        .concat(),
+    );
+    let started = std::time::Instant::now();
+    let answers: Vec<(u16, Option<String>)> =
+        (0..90).map(|_| post_as(&srv, "10.9.8.7", None)).collect();
+    let accepted = answers.iter().filter(|(s, _)| *s == 303).count();
+    let refused: Vec<&(u16, Option<String>)> = answers.iter().filter(|(s, _)| *s == 429).collect();
+    assert_eq!(accepted, 8, "the cap: {answers:?}");
+    assert_eq!(refused.len(), 82, "{answers:?}");
+    assert!(
+        refused.iter().all(|(_, retry)| retry.is_some()),
+        "Retry-After on every 429"
+    );
+    let (other, _) = post_as(&srv, "10.9.8.6", None);
+    assert_eq!(other, 303, "another client is served");
+    let (signed_in, _) = post_as(&srv, "10.9.8.7", Some("alice"));
+    assert_eq!(signed_in, 303, "a signed-in user is a client of their own");
+    println!(
+        "per-client cap: 92 POSTs answered in {:.2} s, 8 accepted, 82 refused with 429",
+        started.elapsed().as_secs_f64()
+    );
+    let mut conn = srv.connect();
+    let body = form("Flood", BIG_ROWS, "a4", "portrait");
+    let mut params = cgi_params(
+        "POST",
+        "/reports/ledger",
+        body.len(),
+        "application/x-www-form-urlencoded",
+    );
+    params.extend(pair(b"REMOTE_ADDR", b"10.9.8.7"));
+    conn.send_request(1, false, &params, body.as_bytes(), 65535);
+    let page = conn.read_reply(1).text();
+    assert!(page.contains("Status: 429 Too Many Requests"), "{page}");
+    assert!(page.contains("as many as one person may"), "{page}");
+}
