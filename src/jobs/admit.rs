@@ -28,6 +28,8 @@ pub struct SubmitOptions {
     pub callback_url: Option<String>,
     /// Who asks (`Job::client`), for the per-client cap.
     pub client: Option<String>,
+    /// The authenticated user the job is bound to (`Job::owner`).
+    pub owner: Option<String>,
 }
 
 /// How a submission was answered.
@@ -85,8 +87,11 @@ impl Runner {
         let mut job = Job::new(request, 0);
         job.webhook = opts.callback_url.clone().map(super::Webhook::new);
         job.client = opts.client.clone();
+        job.owner = opts.owner.clone();
         if let Some((key, body)) = &opts.idempotency {
-            let key_digest = digest(&[b"idempotency-key", key.as_bytes()]);
+            // A key is the user's own: another user's same key is another key.
+            let owner = opts.owner.as_deref().unwrap_or("");
+            let key_digest = digest(&[b"idempotency-key", owner.as_bytes(), key.as_bytes()]);
             let entry = KeyEntry {
                 job: job.id,
                 request: body.clone(),
@@ -158,6 +163,7 @@ impl Runner {
         if let Some(found) = store.load_key(KeyKind::Reuse, &reuse_digest)? {
             let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
             if let Some(earlier) = store.load(found.job)?
+                && earlier.owner == job.owner
                 && matches!(earlier.state, State::Queued | State::Running | State::Done)
                 && earlier.request == job.request
                 && now_ms().saturating_sub(earlier.created_ms) < window_ms

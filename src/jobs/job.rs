@@ -161,6 +161,10 @@ pub struct Job {
     /// `addr:<address>`), for the per-client cap (issue #11).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// The user the web server authenticated when the job was made: only they may see it.
+    /// `None`: whoever has its URL may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A job's webhook: the event for its end, delivered at least once, and every attempt. It
@@ -272,6 +276,7 @@ impl Job {
             dedup_key: None,
             webhook: None,
             client: None,
+            owner: None,
         }
     }
 
@@ -299,7 +304,9 @@ impl Job {
         if self.state == State::Done && self.size_bytes.is_none() {
             return Err("state done without size_bytes".to_owned());
         }
-        if self.client.as_ref().is_some_and(|c| c.len() > 400) {
+        if self.client.as_ref().is_some_and(|c| c.len() > 400)
+            || self.owner.as_ref().is_some_and(|o| o.len() > 400)
+        {
             return Err("client name over its limit".to_owned());
         }
         if let Some(hook) = &self.webhook

@@ -606,7 +606,12 @@ impl Runner {
                 .into());
             }
         };
-        // Noted before the record: a job whose record exists always has its note.
+        // Noted before the record: a job whose record exists always has its notes.
+        if let Some(owner) = &job.owner
+            && let Err(e) = self.inner.store.note_owner(owner, id)
+        {
+            return Err(e.into());
+        }
         if job.webhook.is_some()
             && let Err(e) = self.inner.store.mark_delivery(id)
         {

@@ -10,6 +10,7 @@
 //! <data>/keys/<digest>.json   an `Idempotency-Key` taken: its job and the body it came with
 //! <data>/reuse/<digest>.json  the latest job of a request a report reuses (`reuse_for`)
 //! <data>/deliveries/<id>      an empty file per job whose webhook is not settled yet
+//! <data>/users/<digest>/<id>  an empty file per job of an authenticated user (their list)
 //! ```
 //! Only one holder of a job's claim writes its record, so `<id>.json.tmp` needs no unique name.
 //!
@@ -88,6 +89,7 @@ pub struct Store {
     keys: PathBuf,
     reuse: PathBuf,
     deliveries: PathBuf,
+    users: PathBuf,
     /// Tests count the reads of this store and its clones (`loads`, `scans`).
     #[cfg(test)]
     reads: Arc<Reads>,
@@ -176,6 +178,7 @@ impl Store {
             keys: data_dir.join("keys"),
             reuse: data_dir.join("reuse"),
             deliveries: data_dir.join("deliveries"),
+            users: data_dir.join("users"),
             #[cfg(test)]
             reads: Arc::default(),
         };
@@ -185,6 +188,7 @@ impl Store {
             &store.keys,
             &store.reuse,
             &store.deliveries,
+            &store.users,
         ];
         for dir in dirs {
             fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
@@ -376,13 +380,19 @@ impl Store {
     pub fn remove(&self, id: JobId) -> Result<(), StoreError> {
         // The keys that name this job go with it (a record that cannot be read has none we
         // can find; `bind_key` replaces a key whose job is gone).
-        let keys = match self.load(id) {
-            Ok(Some(job)) => [
-                job.idempotency_key.map(|d| (KeyKind::Idempotency, d)),
-                job.dedup_key.map(|d| (KeyKind::Reuse, d)),
-            ],
-            _ => [None, None],
+        let (keys, owner) = match self.load(id) {
+            Ok(Some(job)) => (
+                [
+                    job.idempotency_key.map(|d| (KeyKind::Idempotency, d)),
+                    job.dedup_key.map(|d| (KeyKind::Reuse, d)),
+                ],
+                job.owner,
+            ),
+            _ => ([None, None], None),
         };
+        if let Some(owner) = owner {
+            remove_file_if_any(&self.user_dir(&owner).join(id.to_string()))?;
+        }
         remove_file_if_any(&self.pdf_path(id))?;
         for (kind, digest) in keys.into_iter().flatten() {
             self.remove_key(kind, &digest, id)?;
@@ -474,6 +484,58 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    fn user_dir(&self, user: &str) -> PathBuf {
+        self.users.join(
+            super::digest(&[b"user", user.as_bytes()])
+                .get(..32)
+                .unwrap_or(""),
+        )
+    }
+
+    /// Notes the job in its owner's list, before its record exists.
+    ///
+    /// # Errors
+    /// `StoreError::Io` if the note cannot be written.
+    pub fn note_owner(&self, user: &str, id: JobId) -> Result<(), StoreError> {
+        let dir = self.user_dir(user);
+        fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        let path = dir.join(id.to_string());
+        create_fresh(&path).map_err(|e| StoreError::io(&path, e))?;
+        Ok(())
+    }
+
+    /// The jobs noted in `user`'s list, newest first (by when they were noted), at most
+    /// `max`.
+    ///
+    /// # Errors
+    /// `StoreError::Io` if the list cannot be read.
+    pub fn jobs_of(&self, user: &str, max: usize) -> Result<Vec<JobId>, StoreError> {
+        let dir = self.user_dir(user);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::io(&dir, e)),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| StoreError::io(&dir, e))?;
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<JobId>().ok())
+            else {
+                continue;
+            };
+            let noted = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            found.push((noted, id));
+        }
+        found.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(found.into_iter().take(max).map(|(_, id)| id).collect())
     }
 
     /// Notes durably that the job has a webhook to deliver, before its record exists: the

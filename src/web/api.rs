@@ -490,8 +490,9 @@ impl App {
         &self,
         id: JobId,
         wait: Option<Duration>,
+        user: Option<&str>,
     ) -> Result<Reply, AppError> {
-        let job = self.load(id).await?;
+        let job = self.load(id, user).await?;
         if let Some(wait) = wait
             && !job.state.is_final()
             && let Some(_permit) = self.watchers.admit()
@@ -521,13 +522,19 @@ impl App {
             // Timing out is the normal end of a wait on a quiet job.
             let _ = waited;
         }
-        let job = self.load(id).await?;
+        let job = self.load(id, user).await?;
         Ok(json_reply(200, &job_json(&job, self.live_for(&job))))
     }
 
     /// `DELETE /api/v1/jobs/<id>` and the wait page's cancel button: the job's record after
     /// the cancel, and whether it is final already (else its render is stopping).
-    pub(super) async fn cancel(&self, id: JobId) -> Result<(Job, bool), AppError> {
+    pub(super) async fn cancel(
+        &self,
+        id: JobId,
+        user: Option<&str>,
+    ) -> Result<(Job, bool), AppError> {
+        // Only who may see it may cancel it.
+        self.load(id, user).await?;
         let runner = self.runner.clone();
         let cancelled = tokio::task::spawn_blocking(move || runner.cancel(id))
             .await

@@ -35,6 +35,9 @@ pub const DEMO_REPORT: &str = "ledger";
 /// How long the options an `options_query` returned are reused.
 const OPTIONS_TTL: Duration = Duration::from_secs(60);
 
+/// How many of a signed-in user's jobs the list of reports shows.
+const RECENT_JOBS: usize = 20;
+
 /// The longest a request waits for a job record to be read before it answers 503.
 const READ_LIMIT: Duration = Duration::from_secs(5);
 
@@ -134,6 +137,11 @@ impl App {
     pub fn with_user_param(mut self, name: String) -> App {
         self.user_param = name;
         self
+    }
+
+    /// The user the web server authenticated for this request, if any.
+    fn user_of<'r>(&self, req: &HttpRequest<'r>) -> Option<&'r str> {
+        req.param(&self.user_param).filter(|u| !u.is_empty())
     }
 
     /// Who is asking, for the per-client cap: the user the web server authenticated, else
@@ -388,6 +396,8 @@ enum Outcome {
     /// job, answer 303, finish the request, then start its render.
     Submit(Arc<Definition>, Vec<(String, String)>),
     Events(JobId),
+    /// The list of reports, and the signed-in user's recent jobs.
+    Index,
     /// A job's page, JSON or download: its record is read off the request thread.
     Job(JobId, JobView),
     /// `GET /api/v1/reports` and `/api/v1/reports/<id>` (options may need the database).
@@ -497,11 +507,14 @@ impl fastcgi::Handler for App {
                 let _ = self.answer(&timer, reply, response).await;
             }
             Outcome::ApiJob(id, wait) => {
-                let reply = self.api_job(id, wait).await.unwrap_or_else(error);
+                let reply = self
+                    .api_job(id, wait, self.user_of(&http))
+                    .await
+                    .unwrap_or_else(error);
                 let _ = self.answer(&timer, reply, response).await;
             }
             Outcome::Cancel(id, true) => {
-                let reply = match self.cancel(id).await {
+                let reply = match self.cancel(id, self.user_of(&http)).await {
                     Ok((job, now)) => {
                         let status = if now { 200 } else { 202 };
                         // A render that is stopping: where it is now, not where its
@@ -516,7 +529,7 @@ impl fastcgi::Handler for App {
                 let _ = self.answer(&timer, reply, response).await;
             }
             Outcome::Cancel(id, false) => {
-                let reply = match self.cancel(id).await {
+                let reply = match self.cancel(id, self.user_of(&http)).await {
                     Ok(_) => Reply::see_other(format!("/jobs/{id}")),
                     Err(AppError::Problem(p)) if p.status == 409 => {
                         // Ended meanwhile: its page says how.
@@ -526,18 +539,25 @@ impl fastcgi::Handler for App {
                 };
                 let _ = self.answer(&timer, reply, response).await;
             }
+            Outcome::Index => {
+                let page = self.index(self.user_of(&http)).await;
+                let reply = Reply::html(200, &page)
+                    .with_header("Cache-Control", "private, no-store".into());
+                let _ = self.answer(&timer, reply, response).await;
+            }
             Outcome::Job(id, view) => {
+                let user = self.user_of(&http);
                 let reply = match view {
-                    JobView::Page => self.status_page(id).await,
-                    JobView::Json => self.status_json(id).await,
-                    JobView::Download => self.download(id).await,
+                    JobView::Page => self.status_page(id, user).await,
+                    JobView::Json => self.status_json(id, user).await,
+                    JobView::Download => self.download(id, user).await,
                 };
                 let _ = self
                     .answer(&timer, reply.unwrap_or_else(error), response)
                     .await;
             }
             Outcome::Events(id) => {
-                if let Err(e) = self.load(id).await {
+                if let Err(e) = self.load(id, self.user_of(&http)).await {
                     let _ = self.answer(&timer, e.reply(), response).await;
                     return;
                 }
@@ -616,7 +636,7 @@ impl App {
         match segments.as_slice() {
             [""] => {
                 require(get, "GET, HEAD")?;
-                Ok(Outcome::Reply(Reply::html(200, &self.index())))
+                Ok(Outcome::Index)
             }
             ["reports", id] => {
                 let def = self.catalog.get(id).cloned().ok_or(AppError::NotFound)?;
@@ -760,8 +780,44 @@ impl App {
         }
     }
 
-    fn index(&self) -> IndexPage {
+    /// The reports, and for a signed-in user their latest jobs (read on a blocking thread).
+    async fn index(&self, user: Option<&str>) -> IndexPage {
+        let mut recent = Vec::new();
+        if let Some(user) = user {
+            let store = self.runner.store().clone();
+            let who = user.to_owned();
+            let read = tokio::time::timeout(
+                READ_LIMIT,
+                tokio::task::spawn_blocking(move || {
+                    let ids = store.jobs_of(&who, RECENT_JOBS).unwrap_or_default();
+                    ids.into_iter()
+                        .filter_map(|id| store.load(id).ok().flatten())
+                        .filter(|job| job.owner.as_deref() == Some(who.as_str()))
+                        .collect::<Vec<Job>>()
+                }),
+            )
+            .await;
+            if let Ok(Ok(jobs)) = read {
+                recent = jobs
+                    .into_iter()
+                    .map(|job| pages::RecentJob {
+                        id: job.id.to_string(),
+                        title: if job.request.title.trim().is_empty() {
+                            "Report".to_owned()
+                        } else {
+                            job.request.title.clone()
+                        },
+                        state: job.state.as_str(),
+                        created: pages::utc_datetime(
+                            std::time::UNIX_EPOCH + Duration::from_millis(job.created_ms),
+                        ),
+                    })
+                    .collect();
+            }
+        }
         IndexPage {
+            user: user.map(str::to_owned),
+            recent,
             reports: self
                 .catalog
                 .iter()
@@ -879,6 +935,11 @@ impl App {
         callback: Option<String>,
         client: Option<String>,
     ) -> Result<jobs::Submitted, AppError> {
+        // Bound to the user the web server authenticated, if it did (issue #11).
+        let owner = client
+            .as_deref()
+            .and_then(|c| c.strip_prefix("user:"))
+            .map(str::to_owned);
         let def = self.current(def).await?;
         let options = self.choice_options(&def).await;
         // API members that are no value are answered together with the values' own errors.
@@ -901,6 +962,7 @@ impl App {
             reuse_for: def.reuse_for,
             callback_url: callback.or_else(|| def.callback_url.clone()),
             client,
+            owner,
         };
         let result = tokio::task::spawn_blocking(move || runner.submit(request, &opts))
             .await
@@ -953,9 +1015,14 @@ impl App {
     /// on the request thread: a slow disk, or a FIFO someone put there, must not stall the
     /// other requests) within [`READ_LIMIT`]. A damaged record (moved to quarantine by the
     /// store) is no job: 404.
-    async fn load(&self, id: JobId) -> Result<Arc<Job>, AppError> {
+    async fn load(&self, id: JobId, user: Option<&str>) -> Result<Arc<Job>, AppError> {
+        // Someone else's job is no job of theirs: the same 404 as a job that never was.
+        let mine = |job: Arc<Job>| match &job.owner {
+            Some(owner) if user != Some(owner.as_str()) => Err(AppError::NotFound),
+            _ => Ok(job),
+        };
         if let Some(job) = self.finished.get(id) {
-            return Ok(job);
+            return mine(job);
         }
         let store = self.runner.store().clone();
         let read = tokio::time::timeout(
@@ -980,7 +1047,7 @@ impl App {
         if job.state.is_final() {
             self.finished.put(id, Arc::clone(&job));
         }
-        Ok(job)
+        mine(job)
     }
 
     fn live(&self, id: JobId) -> Option<(State, u32, u32)> {
@@ -998,15 +1065,16 @@ impl App {
         }
     }
 
-    async fn status_page(&self, id: JobId) -> Result<Reply, AppError> {
+    async fn status_page(&self, id: JobId, user: Option<&str>) -> Result<Reply, AppError> {
         // A job's page is for whoever holds its URL: no shared cache keeps it.
         let html = |body: Vec<u8>| {
             Reply::html_body(200, body).with_header("Cache-Control", "private, no-store".into())
         };
+        // Whose it is, first (from the cache of finished jobs when it is one).
+        let job = self.load(id, user).await?;
         if let Some(body) = self.finished_pages.get(id) {
             return Ok(html(body.to_vec()));
         }
-        let job = self.load(id).await?;
         let body = JobPage::new(&job, self.live_for(&job))
             .render()
             .map_err(|e| AppError::Internal(format!("template: {e}")))?
@@ -1017,8 +1085,8 @@ impl App {
         Ok(html(body))
     }
 
-    async fn status_json(&self, id: JobId) -> Result<Reply, AppError> {
-        let job = self.load(id).await?;
+    async fn status_json(&self, id: JobId, user: Option<&str>) -> Result<Reply, AppError> {
+        let job = self.load(id, user).await?;
         let body = progress_json(&job, self.live_for(&job));
         Ok(Reply {
             status: 200,
@@ -1030,8 +1098,8 @@ impl App {
         })
     }
 
-    async fn download(&self, id: JobId) -> Result<Reply, AppError> {
-        let job = self.load(id).await?;
+    async fn download(&self, id: JobId, user: Option<&str>) -> Result<Reply, AppError> {
+        let job = self.load(id, user).await?;
         if job.state == State::Failed {
             return Err(AppError::Failed { id });
         }

@@ -12,6 +12,18 @@ use crate::jobs::{Job, State};
 #[template(path = "index.html")]
 pub struct IndexPage {
     pub reports: Vec<ReportLink>,
+    /// The user the web server authenticated, if any, and their latest jobs.
+    pub user: Option<String>,
+    pub recent: Vec<RecentJob>,
+}
+
+/// One of a signed-in user's jobs, on the list of reports.
+#[derive(Debug, Clone)]
+pub struct RecentJob {
+    pub id: String,
+    pub title: String,
+    pub state: &'static str,
+    pub created: String,
 }
 
 #[derive(Debug, Clone)]

@@ -435,7 +435,11 @@ fn reuse_for_answers_an_identical_request_with_the_same_file_without_rendering_a
     let bytes = ng
         .request("GET", &format!("/jobs/{id}/download"), &[], b"")
         .body;
-    let renders = renders_done(&ng);
+    // The render is counted just after its record says done.
+    let renders = wait_for(Duration::from_secs(10), "the render counted", || {
+        let n = renders_done(&ng);
+        (n >= 1.0).then_some(n)
+    });
     assert_eq!(renders, 1.0);
     // ...and is answered with the finished one afterwards, by the form too.
     let again = post_job(

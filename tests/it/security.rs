@@ -383,3 +383,88 @@ fn one_client_flooding_posts_gets_429_after_its_cap_and_others_are_still_served(
     assert!(page.contains("Status: 429 Too Many Requests"), "{page}");
     assert!(page.contains("as many as one person may"), "{page}");
 }
+
+/// `Basic` credentials for `user:password`.
+fn basic(user: &str, password: &str) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = format!("{user}:{password}").into_bytes();
+    let mut out = String::from("Basic ");
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// nginx with `auth_basic` in front binds each job to its user: another user gets 404 on
+/// every address of it, its owner sees it in the list of reports.
+#[test]
+fn with_auth_basic_a_users_job_is_theirs_alone() {
+    let srv = TestServer::start(&[]);
+    let users = TempDir::new("htpasswd");
+    let htpasswd = users.0.join("htpasswd");
+    std::fs::write(&htpasswd, "alice:{PLAIN}alice-pw\nbob:{PLAIN}bob-pw\n").expect("htpasswd");
+    let auth = format!(
+        "server_name localhost;\n        auth_basic \"reports\";\n        auth_basic_user_file {};",
+        htpasswd.display()
+    );
+    let ng = Nginx::start_edited(&[&srv.socket], &srv.data.join("files"), false, &|conf| {
+        conf.replacen("server_name localhost;", &auth, 1)
+    });
+    let alice = basic("alice", "alice-pw");
+    let bob = basic("bob", "bob-pw");
+    let as_alice = [("Authorization", alice.as_str())];
+    let as_bob = [("Authorization", bob.as_str())];
+    assert_eq!(
+        ng.request("GET", "/", &[], b"").status,
+        401,
+        "nginx asks who you are"
+    );
+    let body = form("Alice's ledger", "30", "a4", "portrait");
+    let r = ng.request(
+        "POST",
+        "/reports/ledger",
+        &[FORM, as_alice[0]],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let job = r.header("Location").expect("Location").to_owned();
+    let id = job.rsplit('/').next().expect("id").to_owned();
+    crate::util::wait_for(std::time::Duration::from_secs(60), "alice's job", || {
+        let s = ng.request("GET", &format!("{job}/status.json"), &as_alice, b"");
+        s.text().contains("\"done\"").then_some(())
+    });
+    for (method, path) in [
+        ("GET", job.clone()),
+        ("GET", format!("{job}/status.json")),
+        ("GET", format!("{job}/events")),
+        ("GET", format!("{job}/download")),
+        ("GET", format!("/api/v1/jobs/{id}")),
+        ("DELETE", format!("/api/v1/jobs/{id}")),
+        ("POST", format!("{job}/cancel")),
+    ] {
+        let r = ng.request(method, &path, &as_bob, b"");
+        assert_eq!(r.status, 404, "bob {method} {path}: {}", r.text());
+    }
+    assert_eq!(ng.request("GET", &job, &as_alice, b"").status, 200);
+    let pdf = ng.request("GET", &format!("{job}/download"), &as_alice, b"");
+    assert_eq!(pdf.status, 200);
+    assert!(pdf.body.starts_with(b"%PDF-"));
+    let hers = ng.request("GET", "/", &as_alice, b"").text();
+    assert!(
+        hers.contains(&format!("href=\"/jobs/{id}\"")) && hers.contains("Your recent reports"),
+        "{hers}"
+    );
+    let his = ng.request("GET", "/", &as_bob, b"").text();
+    assert!(!his.contains(&id), "{his}");
+    assert!(his.contains("None yet"), "{his}");
+}

@@ -600,6 +600,16 @@ pub fn nginx_bin() -> PathBuf {
 
 impl Nginx {
     pub fn start(sockets: &[&Path], files_dir: &Path, gzip: bool) -> Nginx {
+        Nginx::start_edited(sockets, files_dir, gzip, &|conf| conf)
+    }
+
+    /// [`Nginx::start`] with the rendered config changed by `edit` first.
+    pub fn start_edited(
+        sockets: &[&Path],
+        files_dir: &Path,
+        gzip: bool,
+        edit: &dyn Fn(String) -> String,
+    ) -> Nginx {
         let dir = TempDir::new("nginx");
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
@@ -620,6 +630,7 @@ impl Nginx {
             .replace("@FILES_DIR@", &format!("{}/", files_dir.display()))
             .replace("@USER_LINE@", if root { "user root;" } else { "" })
             .replace("@GZIP@", if gzip { "on" } else { "off" });
+        let conf = edit(conf);
         let conf_path = dir.0.join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("write nginx.conf");
         let child = Command::new(nginx_bin())
