@@ -334,6 +334,26 @@ struct ServeFlags {
     )]
     max_jobs_per_client: usize,
 
+    /// Bytes all kept and coming PDFs may take together; a job whose estimated file does not
+    /// fit is refused with 507 (0: no budget)
+    #[arg(
+        long,
+        env = "PDFWORKER_MAX_DATA_BYTES",
+        value_name = "N",
+        default_value_t = RUNNER.max_data_bytes
+    )]
+    max_data_bytes: u64,
+
+    /// Free space the data dir's file system keeps beyond a new job's estimated file; below
+    /// it jobs are refused with 507 (0: no floor)
+    #[arg(
+        long,
+        env = "PDFWORKER_MIN_FREE_MB",
+        value_name = "N",
+        default_value_t = RUNNER.min_free_bytes / MIB
+    )]
+    min_free_mb: u64,
+
     /// The FastCGI param naming the user the web server authenticated (auth_basic, or
     /// auth_request + fastcgi_param)
     #[arg(
@@ -475,6 +495,8 @@ impl From<ServeFlags> for ServeConfig {
             render_deadline: Duration::from_secs(f.render_timeout_secs),
             retention: Duration::from_secs(f.retention_hours.saturating_mul(3600)),
             max_jobs_per_client: f.max_jobs_per_client,
+            max_data_bytes: f.max_data_bytes,
+            min_free_bytes: f.min_free_mb.saturating_mul(MIB),
             ..RUNNER.clone()
         };
         let fastcgi = fastcgi::Config {
@@ -589,8 +611,8 @@ mod tests {
     #[test]
     fn help_of_every_subcommand_lists_its_flags() {
         let cases = [
-            ("serve", 25),
-            ("check-config", 25),
+            ("serve", 27),
+            ("check-config", 27),
             ("render", 9),
             ("demo-data", 2),
         ];

@@ -449,26 +449,7 @@ fn try_write(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_file(&probe)
 }
 
-/// Bytes free for unprivileged users on the file system holding `path` (statvfs(3)).
-fn free_bytes(path: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "a NUL byte in the path")
-    })?;
-    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c_path` is NUL-terminated and outlives the call; `st` points to writable
-    // memory of the struct statvfs(3) fills, read only after it returned 0.
-    #[allow(unsafe_code)]
-    let st = unsafe {
-        if libc::statvfs(c_path.as_ptr(), st.as_mut_ptr()) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        st.assume_init()
-    };
-    let (blocks, block_size): (u64, u64) = (st.f_bavail, st.f_frsize);
-    Ok(blocks.saturating_mul(block_size))
-}
+use pdfworker::jobs::free_bytes;
 
 fn size(bytes: u64) -> String {
     const MIB: f64 = 1024.0 * 1024.0;

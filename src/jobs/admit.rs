@@ -30,6 +30,10 @@ pub struct SubmitOptions {
     pub client: Option<String>,
     /// The authenticated user the job is bound to (`Job::owner`).
     pub owner: Option<String>,
+    /// The report's own, shorter retention.
+    pub retention: Option<Duration>,
+    /// The PDF's expected size, if known (`Job::expected_bytes`).
+    pub expected_bytes: Option<u64>,
 }
 
 /// How a submission was answered.
@@ -88,6 +92,10 @@ impl Runner {
         job.webhook = opts.callback_url.clone().map(super::Webhook::new);
         job.client = opts.client.clone();
         job.owner = opts.owner.clone();
+        job.expected_bytes = opts.expected_bytes;
+        job.retention_ms = opts
+            .retention
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         if let Some((key, body)) = &opts.idempotency {
             // A key is the user's own: another user's same key is another key.
             let owner = opts.owner.as_deref().unwrap_or("");

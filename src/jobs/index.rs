@@ -36,7 +36,12 @@ enum Known {
     /// every sweep.
     Unfinished,
     /// Done or failed: never read again; removed once `expires_ms` (Unix ms) has passed.
-    Final { state: State, expires_ms: u64 },
+    Final {
+        state: State,
+        expires_ms: u64,
+        /// Size of its PDF (0 without one).
+        bytes: u64,
+    },
     /// Would not load as a record; reported once, read again only at a recheck.
     Corrupt,
 }
@@ -61,6 +66,8 @@ pub(super) struct Index {
     expiry: BTreeSet<(u64, JobId)>,
     /// Final records by state (queued and running stay 0).
     finals: JobCounts,
+    /// Bytes of the finished records' PDFs together.
+    final_bytes: u64,
     listing: Option<Listing>,
     /// When the directory was last listed and corrupt records read whatever the stamp said.
     rechecked: Instant,
@@ -80,6 +87,7 @@ impl Index {
             unfinished: BTreeSet::new(),
             expiry: BTreeSet::new(),
             finals: JobCounts::default(),
+            final_bytes: 0,
             listing: None,
             rechecked: Instant::now(),
         }
@@ -171,8 +179,20 @@ impl Index {
 
     /// Records that `id` was read and is finished: never read again, removed after
     /// `expires_ms`.
-    pub(super) fn set_final(&mut self, id: JobId, state: State, expires_ms: u64) {
-        self.set(id, Known::Final { state, expires_ms });
+    pub(super) fn set_final(&mut self, id: JobId, state: State, expires_ms: u64, bytes: u64) {
+        self.set(
+            id,
+            Known::Final {
+                state,
+                expires_ms,
+                bytes,
+            },
+        );
+    }
+
+    /// Bytes of the finished jobs' PDFs, as their records say.
+    pub(super) fn final_bytes(&self) -> u64 {
+        self.final_bytes
     }
 
     /// Records that `id` would not load. True the first time, when it should be reported.
@@ -219,9 +239,14 @@ impl Index {
             Known::Unfinished => {
                 self.unfinished.insert(id);
             }
-            Known::Final { state, expires_ms } => {
+            Known::Final {
+                state,
+                expires_ms,
+                bytes,
+            } => {
                 self.expiry.insert((expires_ms, id));
                 self.finals.add(state);
+                self.final_bytes = self.final_bytes.saturating_add(bytes);
             }
             Known::Corrupt => {}
         }
@@ -233,9 +258,14 @@ impl Index {
             Known::Unfinished => {
                 self.unfinished.remove(&id);
             }
-            Known::Final { state, expires_ms } => {
+            Known::Final {
+                state,
+                expires_ms,
+                bytes,
+            } => {
                 self.expiry.remove(&(expires_ms, id));
                 self.finals.remove(state);
+                self.final_bytes = self.final_bytes.saturating_sub(bytes);
             }
             Known::Corrupt => {}
         }

@@ -122,6 +122,7 @@ impl Inner {
         let mut counts = JobCounts::default();
         let mut clients: std::collections::HashMap<String, usize> =
             std::collections::HashMap::new();
+        let mut unfinished_bytes = 0u64;
         for id in index.unfinished() {
             if self.is_closing() {
                 return Vec::new();
@@ -133,10 +134,19 @@ impl Inner {
             }
             match self.store.load(id) {
                 Ok(Some(job)) if job.state.is_final() => {
-                    index.set_final(id, job.state, self.expires_ms(&job));
+                    index.set_final(
+                        id,
+                        job.state,
+                        self.expires_ms(&job),
+                        job.size_bytes.unwrap_or(0),
+                    );
                 }
                 Ok(Some(job)) => {
                     counts.add(job.state);
+                    unfinished_bytes = unfinished_bytes.saturating_add(
+                        job.expected_bytes
+                            .unwrap_or(super::runner::UNKNOWN_FILE_BYTES),
+                    );
                     if let Some(client) = &job.client {
                         *clients.entry(client.clone()).or_default() += 1;
                     }
@@ -157,6 +167,12 @@ impl Inner {
         let finals = index.final_counts();
         counts.done = finals.done;
         counts.failed = finals.failed;
+        counts.cancelled = finals.cancelled;
+        *self
+            .swept_disk
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            index.final_bytes().saturating_add(unfinished_bytes);
         *self.swept.lock().unwrap_or_else(PoisonError::into_inner) = counts;
         *self
             .swept_clients
@@ -209,7 +225,10 @@ impl Inner {
 
     /// When a finished job's record and PDF go (Unix ms): `retention` after it finished.
     fn expires_ms(&self, job: &Job) -> u64 {
-        let retention = u64::try_from(self.config.retention.as_millis()).unwrap_or(u64::MAX);
+        let retention = u64::try_from(self.config.retention.as_millis())
+            .unwrap_or(u64::MAX)
+            // A report may keep its jobs for less (`retention` in its file).
+            .min(job.retention_ms.unwrap_or(u64::MAX));
         job.finished_ms
             .unwrap_or(job.created_ms)
             .saturating_add(retention)
@@ -290,7 +309,7 @@ impl Inner {
             }
         }
         let pages = (self.estimate)(&job.request);
-        let Some(slot) = self.reserve(id, pages, job.is_suspect(), job.client.as_deref()) else {
+        let Some(slot) = self.reserve(id, pages, job.is_suspect(), &job) else {
             // Queue full here: the claim drops, another worker (or a later sweep) takes it.
             return Ok(None);
         };

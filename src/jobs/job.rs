@@ -165,6 +165,13 @@ pub struct Job {
     /// `None`: whoever has its URL may.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// Kept this long after it ends when its report says less than the server's retention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_ms: Option<u64>,
+    /// What its PDF is expected to take on disk, when that was known at admission (from
+    /// the report's row count); the disk budget counts it until the file exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_bytes: Option<u64>,
 }
 
 /// A job's webhook: the event for its end, delivered at least once, and every attempt. It
@@ -277,6 +284,8 @@ impl Job {
             webhook: None,
             client: None,
             owner: None,
+            retention_ms: None,
+            expected_bytes: None,
         }
     }
 

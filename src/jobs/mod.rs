@@ -32,4 +32,4 @@ pub use runner::{
     Cancel, CancelError, EstimateFn, JobCounts, Pending, Progress, RenderEnd, RenderFailure,
     RenderFn, RenderObserver, RenderOutcome, Runner, RunnerConfig, SubmitError, Usage,
 };
-pub use store::{Claim, KeyBinding, KeyEntry, KeyKind, Store, StoreError};
+pub use store::{Claim, KeyBinding, KeyEntry, KeyKind, Store, StoreError, free_bytes};

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, SemaphorePermit, watch};
 
 use super::index::Index;
+use super::store::free_bytes;
 use super::{Claim, Job, JobId, Request, State, Store, StoreError};
 
 /// Draws a PDF: `(request, progress, out)`. Runs on a thread of its own and may block.
@@ -127,6 +128,11 @@ pub struct RunnerConfig {
     /// Jobs one client may have queued or running across the pool (0: no cap); more are
     /// refused with `SubmitError::ClientBusy`.
     pub max_jobs_per_client: usize,
+    /// Bytes the finished and coming PDFs of the data dir may take together (0: no budget);
+    /// a job whose estimated file does not fit is refused (`SubmitError::NoRoom`).
+    pub max_data_bytes: u64,
+    /// Bytes the file system must keep free beyond a new job's estimated file.
+    pub min_free_bytes: u64,
 }
 
 impl Default for RunnerConfig {
@@ -143,6 +149,8 @@ impl Default for RunnerConfig {
             janitor_interval: Duration::from_secs(5),
             retention: Duration::from_secs(24 * 60 * 60),
             max_jobs_per_client: 8,
+            max_data_bytes: 0,
+            min_free_bytes: 100 * MIB,
         }
     }
 }
@@ -167,6 +175,8 @@ pub enum SubmitError {
     KeyInFlight,
     /// This client has `jobs` queued or running already, its cap.
     ClientBusy { jobs: usize, retry_after: Duration },
+    /// The job's file would not fit: in the data budget (`budget`), or on the disk.
+    NoRoom { budget: bool, need: u64, free: u64 },
 }
 
 impl fmt::Display for SubmitError {
@@ -204,6 +214,17 @@ impl fmt::Display for SubmitError {
             SubmitError::Store(e) => write!(f, "the job could not be recorded: {e}"),
             SubmitError::KeyReused => f.write_str(
                 "this Idempotency-Key was used before with a different request; use a new key",
+            ),
+            SubmitError::NoRoom { budget, need, free } => write!(
+                f,
+                "the report's file (about {} MiB) does not fit: {} MiB are free {}",
+                need.div_ceil(MIB),
+                free / MIB,
+                if *budget {
+                    "in this server's budget for reports"
+                } else {
+                    "on its disk"
+                }
             ),
             SubmitError::ClientBusy { jobs, .. } => write!(
                 f,
@@ -321,6 +342,9 @@ pub struct Runner {
 
 /// What `Busy` suggests: long enough for a few renders to finish, short enough for a person.
 const BUSY_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// What a job whose PDF size was not known at admission is counted as by the disk budget.
+pub const UNKNOWN_FILE_BYTES: u64 = 16 * MIB;
+
 /// How often a render looks for a cancel marker written by another process.
 const CANCEL_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// Progress is written to the record at most this often, so other processes can show it.
@@ -353,6 +377,9 @@ pub(super) struct Inner {
     /// Records by state as the janitor last saw them (jobs live here excluded; `job_counts`
     /// adds those from `live`).
     pub(super) swept: Mutex<JobCounts>,
+    /// Bytes of the data dir's PDFs, finished and coming (by estimate), not counting this
+    /// process's own queued and running jobs, as the janitor last saw them.
+    pub(super) swept_disk: Mutex<u64>,
     /// Unfinished jobs not live here by client, as the janitor last saw them.
     pub(super) swept_clients: Mutex<HashMap<String, usize>>,
     /// Told about each render's end (`observe_renders`).
@@ -411,6 +438,8 @@ pub(super) struct Live {
     stopped: Notify,
     /// Who asked for it (`Job::client`), for the per-client cap.
     client: Option<Arc<str>>,
+    /// Its PDF's expected size, for the disk budget.
+    expected_bytes: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -436,6 +465,7 @@ impl Live {
             stop: AtomicU8::new(GO),
             stopped: Notify::new(),
             client: None,
+            expected_bytes: UNKNOWN_FILE_BYTES,
         }
     }
 
@@ -556,6 +586,7 @@ impl Runner {
             sweep_soon: Notify::new(),
             swept: Mutex::new(JobCounts::default()),
             swept_clients: Mutex::new(HashMap::new()),
+            swept_disk: Mutex::new(0),
             observer: OnceLock::new(),
         };
         Runner {
@@ -590,11 +621,10 @@ impl Runner {
             .map_err(|reason| SubmitError::Invalid { reason })?;
         let pages = (self.inner.estimate)(&job.request);
         self.inner.check_size(pages)?;
+        self.inner.check_disk(job.expected_bytes)?;
         job.pages_total = pages;
         let id = job.id;
-        let slot = self
-            .inner
-            .reserve_for(id, pages, false, job.client.as_deref(), true)?;
+        let slot = self.inner.reserve_for(id, pages, false, &job, true)?;
         // Claim before the record exists: once it does, any janitor may try to take the job.
         let claim = match self.inner.store.claim(id)? {
             Some(claim) => claim,
@@ -660,6 +690,11 @@ impl Runner {
             counts.add(live.progress().state);
         }
         counts
+    }
+
+    /// The data budget (`RunnerConfig::max_data_bytes`; 0: none).
+    pub fn max_data_bytes(&self) -> u64 {
+        self.inner.config.max_data_bytes
     }
 
     /// What this process's renders hold now: jobs waiting, slots and memory taken.
@@ -798,6 +833,43 @@ impl Inner {
             .saturating_add(self.config.render_memory)
     }
 
+    /// Refuses a job whose file would not fit: in `max_data_bytes` with the finished PDFs and
+    /// every queued or running job's expected file (the pool's as of the last sweep, this
+    /// process's as they are now), or on the disk above `min_free_bytes`. A job of unknown
+    /// size counts as [`UNKNOWN_FILE_BYTES`].
+    pub(super) fn check_disk(&self, expected: Option<u64>) -> Result<(), SubmitError> {
+        let need = expected.unwrap_or(UNKNOWN_FILE_BYTES);
+        let budget = self.config.max_data_bytes;
+        if budget > 0 {
+            let here: u64 = self.live_map().values().map(|l| l.expected_bytes).sum();
+            let used = here.saturating_add(
+                *self
+                    .swept_disk
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            if used.saturating_add(need) > budget {
+                return Err(SubmitError::NoRoom {
+                    budget: true,
+                    need,
+                    free: budget.saturating_sub(used),
+                });
+            }
+        }
+        let floor = self.config.min_free_bytes;
+        if floor > 0
+            && let Ok(free) = free_bytes(self.store.jobs_dir())
+            && free < floor.saturating_add(need)
+        {
+            return Err(SubmitError::NoRoom {
+                budget: false,
+                need,
+                free: free.saturating_sub(floor),
+            });
+        }
+        Ok(())
+    }
+
     /// `memory_bytes_for` in the memory semaphore's units, rounded up.
     fn memory_units_for(&self, pages: u32) -> u64 {
         self.memory_bytes_for(pages).div_ceil(MEMORY_UNIT)
@@ -848,9 +920,9 @@ impl Inner {
         id: JobId,
         pages_total: u32,
         exclusive: bool,
-        client: Option<&str>,
+        job: &Job,
     ) -> Option<Reservation> {
-        self.reserve_for(id, pages_total, exclusive, client, false)
+        self.reserve_for(id, pages_total, exclusive, job, false)
             .ok()
     }
 
@@ -863,9 +935,10 @@ impl Inner {
         id: JobId,
         pages_total: u32,
         exclusive: bool,
-        client: Option<&str>,
+        job: &Job,
         capped: bool,
     ) -> Result<Reservation, SubmitError> {
+        let client = job.client.as_deref();
         let busy = SubmitError::Busy {
             retry_after: BUSY_RETRY_AFTER,
         };
@@ -896,6 +969,7 @@ impl Inner {
         }
         let mut live = Live::new(pages_total, exclusive);
         live.client = client.map(Arc::from);
+        live.expected_bytes = job.expected_bytes.unwrap_or(UNKNOWN_FILE_BYTES);
         let live = Arc::new(live);
         map.insert(id, Arc::clone(&live));
         drop(map);

@@ -351,8 +351,7 @@ impl Store {
         })
     }
 
-    /// The jobs directory, for tests that change it behind the store's back.
-    #[cfg(test)]
+    /// The jobs directory (also the file system whose free space counts).
     pub(crate) fn jobs_dir(&self) -> &Path {
         &self.jobs
     }
@@ -698,6 +697,29 @@ impl Store {
     }
 }
 
+/// Bytes free for unprivileged users on the file system holding `path` (statvfs(3)).
+///
+/// # Errors
+/// The system call's error.
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the path"))?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c_path` is NUL-terminated and outlives the call; `st` points to writable
+    // memory of the struct statvfs(3) fills, read only after it returned 0.
+    #[allow(unsafe_code)]
+    let st = unsafe {
+        if libc::statvfs(c_path.as_ptr(), st.as_mut_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        st.assume_init()
+    };
+    let (blocks, block_size): (u64, u64) = (st.f_bavail, st.f_frsize);
+    Ok(blocks.saturating_mul(block_size))
+}
+
 /// Mode of every file the store creates: the worker's user reads and writes, its group (the
 /// web server's) reads, nobody else — whatever umask the worker was started with.
 const FILE_MODE: u32 = 0o640;
@@ -711,12 +733,15 @@ pub(crate) fn create_fresh(path: &Path) -> io::Result<File> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(FILE_MODE)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
+        .open(path)?;
+    // The mode above is cut by the umask; set it whole, however the worker was started.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(FILE_MODE))?;
+    Ok(file)
 }
 
 /// Why a small file could not be read as one of ours.

@@ -698,6 +698,7 @@ const TOP_KEYS: &[&str] = &[
     "fonts",
     "reuse_for",
     "callback_url",
+    "retention",
 ];
 const SOURCE_KEYS: &[&str] = &[
     "kind",
@@ -785,6 +786,19 @@ fn build(top: &Table<'_, '_>, id: String) -> Result<Definition, DefinitionError>
             return Err(top.invalid("callback_url", url.start, "must be an http or https URL"));
         }
     };
+    let retention = match top.string("retention")? {
+        None => None,
+        Some(text) => match parse_span(text.value) {
+            Some(d) if !d.is_zero() => Some(d),
+            _ => {
+                return Err(top.invalid(
+                    "retention",
+                    text.start,
+                    "must be a number and a unit above zero, such as \"30m\", \"2h\" or \"7d\"",
+                ));
+            }
+        },
+    };
     let definition = Definition {
         id,
         path: top.doc.path.to_owned(),
@@ -805,6 +819,7 @@ fn build(top: &Table<'_, '_>, id: String) -> Result<Definition, DefinitionError>
         fonts,
         reuse_for,
         callback_url,
+        retention,
     };
     let located = Located {
         title,

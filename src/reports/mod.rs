@@ -62,6 +62,8 @@ pub struct Definition {
     pub reuse_for: Option<std::time::Duration>,
     /// Where every job of the report is told its end, unless its request names another.
     pub callback_url: Option<String>,
+    /// How long its finished jobs are kept, when shorter than the server's retention.
+    pub retention: Option<std::time::Duration>,
 }
 
 /// `[source]`.

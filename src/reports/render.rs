@@ -91,6 +91,18 @@ impl ReportError {
 ///
 /// # Errors
 /// See [`ReportError`]; on any error `out` holds an incomplete file.
+/// The rows a report with `values` will print, from its `count_query`; `None` without one.
+///
+/// # Errors
+/// A sentence: the values do not bind, or the query failed.
+pub fn count_rows(def: &Definition, values: &Values) -> Result<Option<u64>, String> {
+    let bindings: Vec<Binding> = params::bind(def, values)?
+        .into_iter()
+        .map(|(name, kind, value)| Binding { name, kind, value })
+        .collect();
+    source::count(&def.source, &bindings).map_err(|e| e.to_string())
+}
+
 pub fn render(
     job: &Job<'_>,
     out: &mut dyn Write,

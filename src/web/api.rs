@@ -109,6 +109,7 @@ pub mod kinds {
     pub const NOT_CANCELLABLE: &str = "/api/v1/problems/not-cancellable";
     pub const BUSY: &str = "/api/v1/problems/busy";
     pub const TOO_LARGE: &str = "/api/v1/problems/too-large";
+    pub const NO_ROOM: &str = "/api/v1/problems/no-room";
 }
 
 /// A problem with only a status: `about:blank` and the status's own title.
@@ -442,6 +443,9 @@ impl AppError {
                 "a browser sent this request from another site (Origin or Sec-Fetch-Site); \
                  programs send no Origin",
             ),
+            AppError::NoRoom(why) => {
+                Problem::new(507, kinds::NO_ROOM, "No room for the report's file").detail(why)
+            }
             AppError::ClientBusy { jobs, retry_after } => plain(429)
                 .detail(format!(
                     "this client has {jobs} jobs queued or running, as many as one may; try \

@@ -31,6 +31,8 @@ const SERVE_FLAGS: &[(&str, &str, &[&str])] = &[
     ("idle-timeout-secs", "1", &["x", "0"]),
     ("threads", "2", &["x", "0", "257"]),
     ("max-jobs-per-client", "3", &["x", "-1", "1000001"]),
+    ("max-data-bytes", "1000000", &["x", "-1"]),
+    ("min-free-mb", "10", &["x", "-1"]),
     ("user-param", "HTTP_X_USER", &[]),
     ("webhook-secret-file", "", &[]),
     (

@@ -468,3 +468,40 @@ fn with_auth_basic_a_users_job_is_theirs_alone() {
     assert!(!his.contains(&id), "{his}");
     assert!(his.contains("None yet"), "{his}");
 }
+
+/// With a data budget of 3 MB, a report whose estimated file does not fit is refused when it
+/// is asked for (507, with a page saying why), while one that fits is made.
+#[test]
+fn a_job_over_the_disk_budget_is_refused_at_the_form_and_one_that_fits_is_made() {
+    let srv = TestServer::start(&["--max-data-bytes", "3000000"]);
+    let ng = Nginx::start(&[&srv.socket], &srv.data.join("files"), false);
+    let big = form("Too big", "100000", "a4", "portrait");
+    let r = ng.request("POST", "/reports/ledger", &[FORM], big.as_bytes());
+    assert_eq!(r.status, 507, "{}", r.text());
+    assert!(r.text().contains("does not fit"), "{}", r.text());
+    let r = ng.request(
+        "POST",
+        "/api/v1/reports/ledger/jobs",
+        &[JSON],
+        br#"{"title": "Too big", "rows": 100000}"#,
+    );
+    assert_eq!(r.status, 507, "{}", r.text());
+    assert_eq!(r.header("Content-Type"), Some("application/problem+json"));
+    let small = form("Fits", "2000", "a4", "portrait");
+    let r = ng.request("POST", "/reports/ledger", &[FORM], small.as_bytes());
+    assert_eq!(r.status, 303, "{}", r.text());
+    let job = r.header("Location").expect("Location").to_owned();
+    let done = crate::util::wait_for(std::time::Duration::from_secs(60), "the job", || {
+        let s = ng
+            .request("GET", &format!("{job}/status.json"), &[], b"")
+            .text();
+        (s.contains("\"done\"") || s.contains("\"failed\"")).then_some(s)
+    });
+    assert!(done.contains("\"done\""), "{done}");
+    let id = job.rsplit('/').next().expect("id");
+    let size = std::fs::metadata(srv.data.join(format!("files/{id}.pdf")))
+        .expect("pdf")
+        .len();
+    println!("disk budget: a 2,000-row report took {size} bytes of the 3,000,000");
+    assert!(size < 3_000_000);
+}
