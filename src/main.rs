@@ -577,6 +577,10 @@ fn serve(cfg: ServeConfig) -> Result<(), String> {
             cfg.data_dir.display(),
             cfg.runner.slots
         );
+        log::info!(
+            "job ids in this log are capabilities: whoever reads one can fetch its job's PDF, \
+             unless the job is bound to a signed-in user (README, Security)"
+        );
         // One grace period from SIGTERM for connections and renders both, so systemd's
         // TimeoutStopSec only has to cover the grace plus writing one file. Renders go on
         // while the server drains its connections, and the runner starts closing only once

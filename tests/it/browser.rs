@@ -340,7 +340,12 @@ fn wd_http(
         {
             break;
         }
-        let got = s.read(&mut buf).map_err(err)?;
+        // A signal meant for another test's child process can interrupt the read.
+        let got = match s.read(&mut buf) {
+            Ok(got) => got,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(err(e)),
+        };
         if got == 0 {
             break;
         }

@@ -342,7 +342,7 @@ fn issue_3_bad_input_gets_a_4xx_page_and_nothing_breaks() {
     entries.sort();
     assert_eq!(
         entries,
-        vec!["deliveries", "files", "jobs", "keys", "reuse"]
+        vec!["deliveries", "files", "jobs", "keys", "reuse", "users"]
     );
     let jobs = std::fs::read_dir(srv.data.join("jobs"))
         .expect("jobs")

@@ -144,6 +144,8 @@ impl Instance {
             .arg(demo_reports())
             .args(BIG_FLAGS)
             .args(["--render-slots", "2", "--shutdown-grace-secs", GRACE_SECS])
+            // The load comes from one address: no per-client cap.
+            .args(["--max-jobs-per-client", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
