@@ -52,6 +52,8 @@ pub struct ServeConfig {
     pub sse_heartbeat: Duration,
     /// The CGI param that names the user the web server authenticated.
     pub user_param: String,
+    /// How a finished PDF is handed over.
+    pub send_file: crate::web::SendFile,
     /// Webhooks: the secret's file (read at start-up; `None`: webhooks off), destinations,
     /// retry time, one attempt's timeout.
     pub webhook_secret_file: Option<PathBuf>,
@@ -364,6 +366,18 @@ struct ServeFlags {
     )]
     user_param: String,
 
+    /// How a finished PDF is handed to the web server: x-accel-redirect (nginx), x-sendfile
+    /// (lighttpd, Apache mod_xsendfile: an absolute path), or body (streamed through the
+    /// worker, with HEAD, ETag and Range)
+    #[arg(
+        long,
+        env = "PDFWORKER_SEND_FILE",
+        value_name = "MODE",
+        default_value = "x-accel-redirect",
+        value_parser = parse_send_file
+    )]
+    send_file: crate::web::SendFile,
+
     /// Webhooks are signed with the secret in this file (at least 16 bytes); without it a
     /// job's callback_url is refused [default: none, webhooks off]
     #[arg(long, env = "PDFWORKER_WEBHOOK_SECRET_FILE", value_name = "PATH")]
@@ -521,6 +535,7 @@ impl From<ServeFlags> for ServeConfig {
                 .unwrap_or(crate::web::DEFAULT_MAX_STREAMS.min(f.max_conns / 2)),
             sse_heartbeat: Duration::from_secs(f.sse_heartbeat_secs),
             user_param: f.user_param,
+            send_file: f.send_file,
             webhook_secret_file: f.webhook_secret_file,
             webhook_allow: f.webhook_allow,
             webhook_retry: Duration::from_secs(f.webhook_retry_secs),
@@ -547,6 +562,16 @@ impl From<RenderFlags> for RenderArgs {
             reports_dir: f.reports.reports_dir,
             max_pages: f.reports.max_pages,
         }
+    }
+}
+
+/// `--send-file`: x-accel-redirect, x-sendfile or body.
+fn parse_send_file(s: &str) -> Result<crate::web::SendFile, String> {
+    match s {
+        "x-accel-redirect" => Ok(crate::web::SendFile::XAccelRedirect),
+        "x-sendfile" => Ok(crate::web::SendFile::XSendfile),
+        "body" => Ok(crate::web::SendFile::Body),
+        _ => Err("one of x-accel-redirect, x-sendfile, body".into()),
     }
 }
 
@@ -611,8 +636,8 @@ mod tests {
     #[test]
     fn help_of_every_subcommand_lists_its_flags() {
         let cases = [
-            ("serve", 27),
-            ("check-config", 27),
+            ("serve", 28),
+            ("check-config", 28),
             ("render", 9),
             ("demo-data", 2),
         ];

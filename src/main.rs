@@ -546,6 +546,13 @@ fn serve(cfg: ServeConfig) -> Result<(), String> {
             cfg.reports_dir.display()
         );
         let store = Store::open(&cfg.data_dir).map_err(|e| format!("data dir: {e}"))?;
+        // X-Sendfile names the file by its absolute path.
+        let files_dir = std::fs::canonicalize(
+            store
+                .pdf_path(pdfworker::jobs::JobId::new())
+                .with_file_name(""),
+        )
+        .map_err(|e| format!("data dir: {e}"))?;
         let webhooks = Arc::new(webhook_config(&cfg)?);
         let render = render_fn(Arc::clone(&catalog), cfg.runner.max_pages);
         let runner = Runner::new(store, render, estimate_fn(), cfg.runner.clone());
@@ -569,7 +576,8 @@ fn serve(cfg: ServeConfig) -> Result<(), String> {
             web::App::new(runner.clone(), catalog, Arc::clone(&fastcgi_stats))
                 .with_streams(cfg.max_streams, cfg.sse_heartbeat)
                 .with_webhooks(webhooks)
-                .with_user_param(cfg.user_param.clone()),
+                .with_user_param(cfg.user_param.clone())
+                .with_send_file(cfg.send_file, files_dir),
         );
         log::info!(
             "pdfworker {} serving, data in {}, {} render slots",

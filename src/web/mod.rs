@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod assets;
+mod body;
 pub mod http;
 pub mod metrics;
 pub mod pages;
@@ -29,6 +30,18 @@ use crate::reports::{Catalog, Definition, ParamDef, ParamType, source};
 use http::HttpRequest;
 use pages::{FieldView, FormPage, IndexPage, JobPage, MessagePage, ReportLink};
 use watch::{Published, Watchers};
+
+/// How a finished PDF reaches the browser (`--send-file`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendFile {
+    /// `X-Accel-Redirect: /_files/<id>.pdf`: nginx sends it from its internal location.
+    XAccelRedirect,
+    /// `X-Sendfile: <absolute path>`: lighttpd, Apache with mod_xsendfile.
+    XSendfile,
+    /// Through the worker, in bounded pieces, with HEAD, ETag and single ranges: for front
+    /// ends that cannot send a file.
+    Body,
+}
 
 /// The demo report, whose form `POST /generate` still takes.
 pub const DEMO_REPORT: &str = "ledger";
@@ -61,6 +74,9 @@ pub struct App {
     metrics: metrics::Metrics,
     /// What a job's `callback_url` is checked against.
     webhooks: Arc<crate::webhooks::WebhookConfig>,
+    /// How a finished PDF is handed over, and the absolute folder of the PDFs.
+    send_file: SendFile,
+    files_dir: std::path::PathBuf,
     /// The CGI param that names the authenticated user.
     user_param: String,
 }
@@ -128,7 +144,18 @@ impl App {
             finished_pages: TtlCache::new(),
             webhooks: Arc::new(crate::webhooks::WebhookConfig::default()),
             user_param: "REMOTE_USER".to_owned(),
+            send_file: SendFile::XAccelRedirect,
+            files_dir: std::path::PathBuf::new(),
         }
+    }
+
+    /// Hands finished PDFs over with `mode`; `files_dir` is the PDFs' folder, absolute (for
+    /// `X-Sendfile`).
+    #[must_use]
+    pub fn with_send_file(mut self, mode: SendFile, files_dir: std::path::PathBuf) -> App {
+        self.send_file = mode;
+        self.files_dir = files_dir;
+        self
     }
 
     /// The CGI param naming the user the web server authenticated (`REMOTE_USER` unless
@@ -586,6 +613,19 @@ impl fastcgi::Handler for App {
                 let reply = Reply::html(200, &page)
                     .with_header("Cache-Control", "private, no-store".into());
                 let _ = self.answer(&timer, reply, response).await;
+            }
+            Outcome::Job(id, JobView::Download) if self.send_file == SendFile::Body => {
+                let user = self.user_of(&http);
+                let status = match self.download(id, user).await {
+                    Ok(reply) => self.send_body(id, reply, &http, response).await,
+                    Err(e) => {
+                        let reply = e.reply();
+                        let status = reply.status;
+                        let _ = send(reply, response).await;
+                        status
+                    }
+                };
+                self.metrics.finish(&timer, status);
             }
             Outcome::Job(id, view) => {
                 let user = self.user_of(&http);
@@ -1169,8 +1209,18 @@ impl App {
                     "Content-Disposition",
                     content_disposition(&job.request.title),
                 ),
-                // nginx serves the file itself from the internal location (sendfile).
-                ("X-Accel-Redirect", format!("/_files/{id}.pdf")),
+                // The web server sends the file itself (sendfile); in body mode the headers
+                // here are sent with the bytes (`send_body`).
+                match self.send_file {
+                    SendFile::XSendfile => (
+                        "X-Sendfile",
+                        self.files_dir
+                            .join(format!("{id}.pdf"))
+                            .display()
+                            .to_string(),
+                    ),
+                    _ => ("X-Accel-Redirect", format!("/_files/{id}.pdf")),
+                },
                 // A private document: no shared cache may keep it.
                 ("Cache-Control", "private, no-store".into()),
             ],

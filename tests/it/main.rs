@@ -14,6 +14,7 @@ mod protocol;
 mod reports;
 mod restart;
 mod security;
+mod sendfile;
 mod sources;
 mod util;
 mod watchers;
