@@ -93,8 +93,46 @@ pub(crate) async fn run<S, H>(
     // handler continued after finish() holds no abort signal and is not affected.
     conn.active.abort_all();
     drop(conn);
-    // The writer ends when every response has been dropped or finished.
+    // The writer ends when every response has been dropped or finished, and shuts its side.
     let _ = writer_task.await;
+    // A clean close (issue #10): what the peer still sends — a trailing DATA record, the
+    // records of a request it sent before it saw our close — is read and thrown away until it
+    // closes too, for a bounded time and amount. Closing with unread input would make the
+    // kernel send a reset, which can destroy an answer the peer has not read yet.
+    if !matches!(stop, Stop::Eof | Stop::Io(_)) {
+        linger(&mut reader, conn_id).await;
+    }
+}
+
+/// How long a closing connection reads what the peer still sends before it closes anyway.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// The most it reads (and discards) meanwhile.
+const CLOSE_LINGER_BYTES: usize = 1024 * 1024;
+
+/// Reads and discards until the peer closes, [`CLOSE_LINGER`] passes or
+/// [`CLOSE_LINGER_BYTES`] were read. Nothing read here is parsed or answered.
+async fn linger<R: AsyncRead + Unpin>(reader: &mut R, conn_id: u64) {
+    let deadline = tokio::time::Instant::now() + CLOSE_LINGER;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut read = 0usize;
+    loop {
+        match tokio::time::timeout_at(deadline, reader.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => {
+                read += n;
+                if read > CLOSE_LINGER_BYTES {
+                    log::debug!("conn {conn_id}: closing; the peer kept sending");
+                    return;
+                }
+            }
+            Err(_) => {
+                log::debug!(
+                    "conn {conn_id}: closing; the peer did not close within {CLOSE_LINGER:?}"
+                );
+                return;
+            }
+        }
+    }
 }
 
 impl Stop {
@@ -539,10 +577,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
         }
         if close {
-            let _ = tokio::time::timeout(timeout, writer.shutdown()).await;
             break;
         }
     }
+    // Our side is done, however it ended: the peer sees the end of the stream (a FIN, not a
+    // reset), and the reader drains what it still sends (`linger`).
+    let _ = tokio::time::timeout(timeout, writer.shutdown()).await;
     closed.close();
     // Later responses of this connection fail with Error::Closed instead of queueing.
     rx.close();

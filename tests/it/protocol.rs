@@ -601,3 +601,54 @@ fn routing_uses_one_source_per_request_and_script_name_plus_path_info_without_re
         assert_eq!(r.status(), want, "{what}: {}", r.text());
     }
 }
+
+/// A client like Python's flup writes an empty DATA record after STDIN, on a connection
+/// without KEEP_CONN, while renders run: the worker closes cleanly — its write side first,
+/// then it reads what is left — so every answer arrives whole and no reset destroys one
+/// (issue #10). 1,000 connections.
+#[test]
+fn trailing_records_after_the_request_never_cost_the_answer() {
+    let srv = TestServer::start(&BIG_FLAGS);
+    let mut busy = srv.connect();
+    let _ = busy.submit("Busy", BIG_ROWS);
+    let mut request = begin(1, 1, false);
+    request.extend(record(PARAMS, 1, &cgi_params("GET", "/healthz", 0, "")));
+    request.extend(record(PARAMS, 1, b""));
+    request.extend(record(STDIN, 1, b""));
+    let trailing = record(DATA, 1, b"");
+    let mut failures = Vec::new();
+    for n in 0..1000 {
+        let mut s = std::os::unix::net::UnixStream::connect(&srv.socket).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        if let Err(e) = std::io::Write::write_all(&mut s, &request) {
+            failures.push(format!("{n}: write: {e}"));
+            continue;
+        }
+        // The answer is in our receive buffer, unread, when the trailing record goes out —
+        // as when flup writes it after the worker has answered and closed.
+        std::thread::sleep(Duration::from_millis(10));
+        if let Err(e) = std::io::Write::write_all(&mut s, &trailing) {
+            failures.push(format!("{n}: write DATA: {e}"));
+            continue;
+        }
+        let mut got = Vec::new();
+        match std::io::Read::read_to_end(&mut s, &mut got) {
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&got);
+                // The answer, then END_REQUEST (type 3) for request 1, then the close.
+                let ended = got.windows(4).any(|w| w == [1, 3, 0, 1]);
+                if !text.contains("Status: 200") || !ended {
+                    failures.push(format!("{n}: incomplete answer ({} bytes)", got.len()));
+                }
+            }
+            Err(e) => failures.push(format!("{n}: read: {e}")),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of 1000 failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+}

@@ -15,6 +15,7 @@ pub const ABORT_REQUEST: u8 = 2;
 pub const END_REQUEST: u8 = 3;
 pub const PARAMS: u8 = 4;
 pub const STDIN: u8 = 5;
+pub const DATA: u8 = 8;
 pub const STDOUT: u8 = 6;
 pub const GET_VALUES: u8 = 9;
 pub const GET_VALUES_RESULT: u8 = 10;
