@@ -319,8 +319,8 @@ fn damaged_records_are_quarantined_and_never_stall_the_worker() {
 }
 
 /// `POST /reports/ledger` straight over FastCGI as the web server would pass it for a client
-/// at `addr`, authenticated as `user` when given; the answer's status and Retry-After.
-fn post_as(srv: &TestServer, addr: &str, user: Option<&str>) -> (u16, Option<String>) {
+/// at `addr`, authenticated as `user` when given.
+fn post_as_reply(srv: &TestServer, addr: &str, user: Option<&str>) -> FcgiReply {
     let body = form("Flood", BIG_ROWS, "a4", "portrait");
     let mut params = cgi_params(
         "POST",
@@ -334,7 +334,12 @@ fn post_as(srv: &TestServer, addr: &str, user: Option<&str>) -> (u16, Option<Str
     }
     let mut conn = srv.connect();
     conn.send_request(1, false, &params, body.as_bytes(), 65535);
-    let reply = conn.read_reply(1);
+    conn.read_reply(1)
+}
+
+/// [`post_as_reply`]'s status and Retry-After.
+fn post_as(srv: &TestServer, addr: &str, user: Option<&str>) -> (u16, Option<String>) {
+    let reply = post_as_reply(srv, addr, user);
     (reply.status(), reply.header("Retry-After"))
 }
 
@@ -369,17 +374,7 @@ fn one_client_flooding_posts_gets_429_after_its_cap_and_others_are_still_served(
         "per-client cap: 92 POSTs answered in {:.2} s, 8 accepted, 82 refused with 429",
         started.elapsed().as_secs_f64()
     );
-    let mut conn = srv.connect();
-    let body = form("Flood", BIG_ROWS, "a4", "portrait");
-    let mut params = cgi_params(
-        "POST",
-        "/reports/ledger",
-        body.len(),
-        "application/x-www-form-urlencoded",
-    );
-    params.extend(pair(b"REMOTE_ADDR", b"10.9.8.7"));
-    conn.send_request(1, false, &params, body.as_bytes(), 65535);
-    let page = conn.read_reply(1).text();
+    let page = post_as_reply(&srv, "10.9.8.7", None).text();
     assert!(page.contains("Status: 429 Too Many Requests"), "{page}");
     assert!(page.contains("as many as one person may"), "{page}");
 }
