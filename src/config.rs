@@ -54,6 +54,8 @@ pub struct ServeConfig {
     pub user_param: String,
     /// How a finished PDF is handed over.
     pub send_file: crate::web::SendFile,
+    /// The path prefix the app is mounted under (`/exports`); empty: none.
+    pub base_path: String,
     /// Webhooks: the secret's file (read at start-up; `None`: webhooks off), destinations,
     /// retry time, one attempt's timeout.
     pub webhook_secret_file: Option<PathBuf>,
@@ -366,6 +368,19 @@ struct ServeFlags {
     )]
     user_param: String,
 
+    /// The path prefix the app is mounted under (e.g. /exports): routes, links, redirects,
+    /// the API and the download's internal redirect all carry it; other paths are 404
+    /// [default: none]
+    #[arg(
+        long,
+        env = "PDFWORKER_BASE_PATH",
+        value_name = "PATH",
+        default_value = "",
+        hide_default_value = true,
+        value_parser = parse_base_path
+    )]
+    base_path: String,
+
     /// How a finished PDF is handed to the web server: x-accel-redirect (nginx), x-sendfile
     /// (lighttpd, Apache mod_xsendfile: an absolute path), or body (streamed through the
     /// worker, with HEAD, ETag and Range)
@@ -536,6 +551,7 @@ impl From<ServeFlags> for ServeConfig {
             sse_heartbeat: Duration::from_secs(f.sse_heartbeat_secs),
             user_param: f.user_param,
             send_file: f.send_file,
+            base_path: f.base_path,
             webhook_secret_file: f.webhook_secret_file,
             webhook_allow: f.webhook_allow,
             webhook_retry: Duration::from_secs(f.webhook_retry_secs),
@@ -562,6 +578,29 @@ impl From<RenderFlags> for RenderArgs {
             reports_dir: f.reports.reports_dir,
             max_pages: f.reports.max_pages,
         }
+    }
+}
+
+/// `--base-path`: empty, or `/` followed by segments of letters, digits, `-`, `_`, `.`;
+/// no empty, `.` or `..` segment; a trailing `/` is dropped.
+fn parse_base_path(s: &str) -> Result<String, String> {
+    let trimmed = s.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    let ok = trimmed.starts_with('/')
+        && trimmed[1..].split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        });
+    if ok {
+        Ok(trimmed.to_owned())
+    } else {
+        Err("a path such as /exports (letters, digits, - _ . between slashes)".into())
     }
 }
 
@@ -636,8 +675,8 @@ mod tests {
     #[test]
     fn help_of_every_subcommand_lists_its_flags() {
         let cases = [
-            ("serve", 28),
-            ("check-config", 28),
+            ("serve", 29),
+            ("check-config", 29),
             ("render", 9),
             ("demo-data", 2),
         ];

@@ -545,6 +545,7 @@ fn serve(cfg: ServeConfig) -> Result<(), String> {
             catalog.len(),
             cfg.reports_dir.display()
         );
+        web::set_base_path(&cfg.base_path);
         let store = Store::open(&cfg.data_dir).map_err(|e| format!("data dir: {e}"))?;
         // X-Sendfile names the file by its absolute path.
         let files_dir = std::fs::canonicalize(

@@ -26,6 +26,21 @@ use crate::reports::{Definition, ParamDef, ParamType};
 /// The OpenAPI document, kept by hand beside the code it describes (tests validate it).
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// The OpenAPI document as served: its `servers` entry is the path the app is mounted at.
+pub fn openapi_document() -> Vec<u8> {
+    let base = super::base();
+    if base.is_empty() {
+        return OPENAPI.as_bytes().to_vec();
+    }
+    match serde_json::from_str::<Json>(OPENAPI) {
+        Ok(mut doc) => {
+            doc["servers"] = json!([{ "url": base }]);
+            doc.to_string().into_bytes()
+        }
+        Err(_) => OPENAPI.as_bytes().to_vec(),
+    }
+}
+
 /// The largest JSON body a job request may have: parameter values are short. Below the
 /// nginx sites' `client_max_body_size` (64k), so the answer over it is this API's.
 pub const MAX_BODY_BYTES: usize = 32 * 1024;
@@ -160,10 +175,10 @@ pub fn job_json(job: &Job, live: Option<(State, u32, u32)>) -> Json {
         "started_at": job.started_ms.map(rfc3339_ms),
         "finished_at": job.finished_ms.map(rfc3339_ms),
         "size_bytes": job.size_bytes,
-        "download_url": (state == State::Done).then(|| format!("/jobs/{id}/download")),
+        "download_url": (state == State::Done).then(|| super::url(&format!("/jobs/{id}/download"))),
         "error": job.error,
-        "status_url": format!("/jobs/{id}"),
-        "events_url": format!("/jobs/{id}/events"),
+        "status_url": super::url(&format!("/jobs/{id}")),
+        "events_url": super::url(&format!("/jobs/{id}/events")),
         "values": job.request.values,
         "paper": job.request.paper.as_str(),
         "orientation": job.request.orientation.as_str(),
@@ -279,8 +294,8 @@ pub fn report_json(def: &Definition, options: &HashMap<String, Vec<String>>) -> 
         "description": def.description,
         "params": params,
         "reuse_for_secs": def.reuse_for.map(|d| d.as_secs()),
-        "form_url": format!("/reports/{}", def.id),
-        "jobs_url": format!("/api/v1/reports/{}/jobs", def.id),
+        "form_url": super::url(&format!("/reports/{}", def.id)),
+        "jobs_url": super::url(&format!("/api/v1/reports/{}/jobs", def.id)),
     })
 }
 

@@ -42,12 +42,12 @@ static WAIT_JS: LazyLock<Asset> = LazyLock::new(|| {
 
 /// The stylesheet's URL, for `<link>`.
 pub fn css_href() -> String {
-    format!("/static/{}", CSS.name)
+    super::url(&format!("/static/{}", CSS.name))
 }
 
 /// The wait page's script's URL, for `<script src>`.
 pub fn wait_js_src() -> String {
-    format!("/static/{}", WAIT_JS.name)
+    super::url(&format!("/static/{}", WAIT_JS.name))
 }
 
 /// The asset named `name` (the last segment of `/static/<name>`), if there is one.

@@ -43,6 +43,39 @@ pub enum SendFile {
     Body,
 }
 
+/// The path prefix the app is mounted under (`--base-path`, e.g. `/exports`; empty: none).
+/// Set once at start-up, before any request; every link and redirect the app writes starts
+/// with it.
+static BASE_PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Mounts the app under `base` (`/exports`, no trailing slash). Only the first call counts.
+pub fn set_base_path(base: &str) {
+    let _ = BASE_PATH.set(base.trim_end_matches('/').to_owned());
+}
+
+/// The prefix the app is mounted under; empty when it has the whole site.
+pub fn base() -> &'static str {
+    BASE_PATH.get().map_or("", String::as_str)
+}
+
+/// `path` (absolute within the app, e.g. `/jobs/<id>`) as the browser must ask for it.
+pub fn url(path: &str) -> String {
+    format!("{}{path}", base())
+}
+
+/// The part of a request path inside the app; `None` outside the prefix.
+fn within_base(path: &str) -> Option<&str> {
+    let base = base();
+    if base.is_empty() {
+        return Some(path);
+    }
+    match path.strip_prefix(base)? {
+        "" => Some("/"),
+        rest if rest.starts_with('/') => Some(rest),
+        _ => None,
+    }
+}
+
 /// The demo report, whose form `POST /generate` still takes.
 pub const DEMO_REPORT: &str = "ledger";
 /// How long the options an `options_query` returned are reused.
@@ -339,7 +372,7 @@ impl AppError {
                 404,
                 "Not found",
                 "There is no page or report at this address. Reports are kept for a limited time.",
-                Some("/".into()),
+                Some(url("/")),
                 "See the reports",
             ),
             AppError::MethodNotAllowed { allow } => msg(
@@ -355,14 +388,14 @@ impl AppError {
                 400,
                 "Bad address",
                 &format!("This address cannot be read: {reason}."),
-                Some("/".into()),
+                Some(url("/")),
                 "See the reports",
             ),
             AppError::UnsupportedMediaType => msg(
                 415,
                 "Unsupported form encoding",
                 "Send the form as application/x-www-form-urlencoded.",
-                Some("/".into()),
+                Some(url("/")),
                 "See the reports",
             ),
             AppError::CrossSite => msg(
@@ -370,7 +403,7 @@ impl AppError {
                 "Not from this site",
                 "This form was sent from another web site, so it was not carried out. Open the \
                  page here and send it again.",
-                Some("/".into()),
+                Some(url("/")),
                 "See the reports",
             ),
             AppError::NoRoom(why) => msg(
@@ -380,7 +413,7 @@ impl AppError {
                     "This report cannot be made now: {why}. Choose values that select fewer \
                      rows, or try again once older reports have been removed."
                 ),
-                Some("/".into()),
+                Some(url("/")),
                 "See the reports",
             ),
             AppError::ClientBusy { jobs, retry_after } => msg(
@@ -390,7 +423,7 @@ impl AppError {
                     "You have {jobs} reports waiting or being made, as many as one person may \
                      have at a time. Try again when one of them is done."
                 ),
-                Some("/".into()),
+                Some(url("/")),
                 "See the reports",
             )
             .with_header("Retry-After", retry_after.as_secs().max(1).to_string()),
@@ -401,21 +434,21 @@ impl AppError {
                     "This report is {}; the download starts working when it is done.",
                     state.as_str()
                 ),
-                Some(format!("/jobs/{id}")),
+                Some(url(&format!("/jobs/{id}"))),
                 "See its progress",
             ),
             AppError::Failed { id } => msg(
                 410,
                 "No file to download",
                 "This report could not be made, so there is no file. Its page says why.",
-                Some(format!("/jobs/{id}")),
+                Some(url(&format!("/jobs/{id}"))),
                 "See what happened",
             ),
             AppError::Cancelled { id } => msg(
                 410,
                 "No file to download",
                 "This report was cancelled before it was done, so there is no file.",
-                Some(format!("/jobs/{id}")),
+                Some(url(&format!("/jobs/{id}"))),
                 "See the report",
             ),
             AppError::Problem(problem) => problem.reply(),
@@ -423,7 +456,7 @@ impl AppError {
                 503,
                 "Busy",
                 "Too many reports are waiting right now. Please try again in a moment.",
-                Some("/".into()),
+                Some(url("/")),
                 "Back to the form",
             )
             .with_header("Retry-After", retry_after.as_secs().max(1).to_string()),
@@ -483,9 +516,9 @@ enum Outcome {
 impl fastcgi::Handler for App {
     async fn handle(&self, request: Request, response: Response) {
         let http = HttpRequest::from_fastcgi(&request);
-        let timer = self.metrics.start(&http.path);
+        let timer = self.metrics.start(within_base(&http.path).unwrap_or(""));
         // Under /api/ every error is problem+json, HTML everywhere else.
-        let api = http.path.starts_with("/api/");
+        let api = within_base(&http.path).is_some_and(|p| p.starts_with("/api/"));
         let error = |e: AppError| if api { e.problem().reply() } else { e.reply() };
         let outcome = self
             .route(&http)
@@ -523,7 +556,7 @@ impl fastcgi::Handler for App {
                     .await;
                 let (submitted, reply) = match submitted {
                     Ok(submitted) => {
-                        let see = Reply::see_other(format!("/jobs/{}", submitted.id()));
+                        let see = Reply::see_other(url(&format!("/jobs/{}", submitted.id())));
                         (submitted, see)
                     }
                     Err(e) => {
@@ -560,7 +593,7 @@ impl fastcgi::Handler for App {
                     jobs::Submitted::Reused(job) => (job.clone(), Some("Pdfworker-Reused")),
                 };
                 let mut reply = api::json_reply(202, &api::job_json(&job, self.live_for(&job)))
-                    .with_header("Location", format!("/api/v1/jobs/{id}"));
+                    .with_header("Location", url(&format!("/api/v1/jobs/{id}")));
                 if let Some(header) = replay {
                     reply = reply.with_header(header, "true".into());
                 }
@@ -599,10 +632,10 @@ impl fastcgi::Handler for App {
             }
             Outcome::Cancel(id, false) => {
                 let reply = match self.cancel(id, self.user_of(&http)).await {
-                    Ok(_) => Reply::see_other(format!("/jobs/{id}")),
+                    Ok(_) => Reply::see_other(url(&format!("/jobs/{id}"))),
                     Err(AppError::Problem(p)) if p.status == 409 => {
                         // Ended meanwhile: its page says how.
-                        Reply::see_other(format!("/jobs/{id}"))
+                        Reply::see_other(url(&format!("/jobs/{id}")))
                     }
                     Err(e) => e.reply(),
                 };
@@ -714,7 +747,9 @@ impl App {
         if !get && req.is_cross_site() {
             return Err(AppError::CrossSite);
         }
-        let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+        // Outside the prefix the app is mounted under, nothing is ours.
+        let path = within_base(&req.path).ok_or(AppError::NotFound)?;
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match segments.as_slice() {
             [""] => {
                 require(get, "GET, HEAD")?;
@@ -855,7 +890,7 @@ impl App {
                 Ok(Outcome::Reply(Reply {
                     status: 200,
                     headers: vec![("Content-Type", "application/json".into())],
-                    body: api::OPENAPI.as_bytes().to_vec(),
+                    body: api::openapi_document(),
                 }))
             }
             _ => Err(AppError::NotFound),
@@ -1219,7 +1254,7 @@ impl App {
                             .display()
                             .to_string(),
                     ),
-                    _ => ("X-Accel-Redirect", format!("/_files/{id}.pdf")),
+                    _ => ("X-Accel-Redirect", url(&format!("/_files/{id}.pdf"))),
                 },
                 // A private document: no shared cache may keep it.
                 ("Cache-Control", "private, no-store".into()),
@@ -1405,7 +1440,7 @@ pub fn form_page(
     FormPage {
         name: report_name(def),
         description: def.description.clone(),
-        action: format!("/reports/{}", def.id),
+        action: url(&format!("/reports/{}", def.id)),
         fields: views,
         general_error: None,
     }

@@ -114,7 +114,7 @@ impl JobPage {
             } else {
                 job.request.title.clone()
             },
-            form_link: format!("/reports/{}", job.request.report),
+            form_link: super::url(&format!("/reports/{}", job.request.report)),
             state: state.as_str(),
             is_final: state.is_final(),
             pages_done: done,

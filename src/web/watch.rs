@@ -316,7 +316,7 @@ pub(super) fn progress_json(
     total: u32,
     record: Option<&Job>,
 ) -> String {
-    let download = (state == State::Done).then(|| format!("/jobs/{id}/download"));
+    let download = (state == State::Done).then(|| super::url(&format!("/jobs/{id}/download")));
     serde_json::json!({
         "id": id.to_string(),
         "state": state.as_str(),

@@ -1,13 +1,14 @@
 // The wait page's live progress (templates/job.html), a file of its own so that the pages'
-// Content-Security-Policy needs no 'unsafe-inline'. The job id comes from the script tag.
-const job = document.currentScript.dataset.job;
+// Content-Security-Policy needs no 'unsafe-inline'. The stream's address (under the path
+// the app is mounted at) comes from the script tag.
+const events = document.currentScript.dataset.events;
 // Live progress from Server-Sent Events; without JavaScript the <noscript> refresh above
 // does the job, and if the stream fails the page falls back to reloading every 2 s.
 const reloadSoon = () => setTimeout(() => location.reload(), 2000);
 if (!window.EventSource) {
   reloadSoon();
 } else {
-  const es = new EventSource("/jobs/" + job + "/events");
+  const es = new EventSource(events);
   es.addEventListener("progress", (ev) => {
     const p = JSON.parse(ev.data);
     const bar = document.getElementById("progress");

@@ -34,6 +34,7 @@ const SERVE_FLAGS: &[(&str, &str, &[&str])] = &[
     ("max-data-bytes", "1000000", &["x", "-1"]),
     ("min-free-mb", "10", &["x", "-1"]),
     ("user-param", "HTTP_X_USER", &[]),
+    ("base-path", "/exports", &["exports", "/a/../b", "/a b"]),
     ("send-file", "x-sendfile", &["nginx", "X-Sendfile"]),
     ("webhook-secret-file", "", &[]),
     (

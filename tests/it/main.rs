@@ -10,6 +10,7 @@ mod listen;
 mod metrics;
 mod nginx;
 mod pool;
+mod prefix;
 mod protocol;
 mod reports;
 mod restart;
