@@ -21,7 +21,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-pub use request::{Abort, Request, Response};
+pub use request::{Abort, Request, Response, reason};
 pub use server::{ListenAddr, Listener, serve};
 pub use stats::{ProtocolErrorKind, Stats};
 

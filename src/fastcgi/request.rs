@@ -321,8 +321,8 @@ impl Drop for Response {
     }
 }
 
-/// The reason phrase for the statuses this crate's users send.
-fn reason(status: u16) -> &'static str {
+/// The reason phrase for the statuses this crate's users send ("Status" for others).
+pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         201 => "Created",

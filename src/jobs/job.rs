@@ -418,7 +418,7 @@ pub(crate) fn is_digest(s: &str) -> bool {
 
 /// Milliseconds since the Unix epoch; 0 if the clock is before 1970 (a broken clock must not
 /// take the runner down).
-pub(crate) fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

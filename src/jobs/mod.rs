@@ -22,8 +22,9 @@ mod store;
 #[cfg(test)]
 mod test_util;
 
-pub use admit::{SubmitOptions, Submitted, digest};
+pub use admit::{SubmitOptions, Submitted, digest, hex};
 pub use id::{InvalidJobId, JobId};
+pub use job::now_ms;
 pub use job::{
     Delivery, DeliveryAttempt, Job, MAX_ATTEMPTS_KEPT, MAX_ERROR_CHARS, MAX_TITLE_CHARS, Request,
     State, Webhook,

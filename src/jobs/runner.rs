@@ -399,26 +399,23 @@ pub struct JobCounts {
 impl JobCounts {
     /// Counts one more job in `state`.
     pub fn add(&mut self, state: State) {
-        let n = match state {
-            State::Queued => &mut self.queued,
-            State::Running => &mut self.running,
-            State::Done => &mut self.done,
-            State::Failed => &mut self.failed,
-            State::Cancelled => &mut self.cancelled,
-        };
-        *n += 1;
+        *self.of(state) += 1;
     }
 
     /// Counts one job fewer in `state`.
     pub(super) fn remove(&mut self, state: State) {
-        let n = match state {
+        let n = self.of(state);
+        *n = n.saturating_sub(1);
+    }
+
+    fn of(&mut self, state: State) -> &mut u64 {
+        match state {
             State::Queued => &mut self.queued,
             State::Running => &mut self.running,
             State::Done => &mut self.done,
             State::Failed => &mut self.failed,
             State::Cancelled => &mut self.cancelled,
-        };
-        *n = n.saturating_sub(1);
+        }
     }
 }
 

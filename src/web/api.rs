@@ -27,18 +27,19 @@ use crate::reports::{Definition, ParamDef, ParamType};
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// The OpenAPI document as served: its `servers` entry is the path the app is mounted at.
-pub fn openapi_document() -> Vec<u8> {
-    let base = super::base();
-    if base.is_empty() {
-        return OPENAPI.as_bytes().to_vec();
-    }
-    match serde_json::from_str::<Json>(OPENAPI) {
-        Ok(mut doc) => {
-            doc["servers"] = json!([{ "url": base }]);
-            doc.to_string().into_bytes()
+/// Made once (the base path is set before the first request).
+pub fn openapi_document() -> &'static [u8] {
+    static DOC: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| {
+        let base = super::base();
+        match serde_json::from_str::<Json>(OPENAPI) {
+            Ok(mut doc) if !base.is_empty() => {
+                doc["servers"] = json!([{ "url": base }]);
+                doc.to_string().into_bytes()
+            }
+            _ => OPENAPI.as_bytes().to_vec(),
         }
-        Err(_) => OPENAPI.as_bytes().to_vec(),
-    }
+    })
 }
 
 /// The largest JSON body a job request may have: parameter values are short. Below the
@@ -129,33 +130,20 @@ pub mod kinds {
 
 /// A problem with only a status: `about:blank` and the status's own title.
 pub fn plain(status: u16) -> Problem {
-    let title = match status {
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        410 => "Gone",
-        413 => "Content Too Large",
-        415 => "Unsupported Media Type",
-        429 => "Too Many Requests",
-        503 => "Service Unavailable",
-        _ => "Internal Server Error",
-    };
-    Problem::new(status, "about:blank", title)
+    Problem::new(status, "about:blank", crate::fastcgi::reason(status))
 }
 
 /// `2026-12-07T02:17:05.123Z`.
 pub fn rfc3339_ms(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let (y, m, d) = crate::pdf::civil_from_days(days);
+    let c = super::pages::Civil::of(ms / 1000);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        c.year,
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
         ms % 1000
     )
 }

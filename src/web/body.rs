@@ -70,16 +70,16 @@ fn http_date(secs: u64) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let days = secs / 86_400;
-    let (y, m, d) = crate::pdf::civil_from_days(i64::try_from(days).unwrap_or(0));
-    let rem = secs % 86_400;
+    let c = super::pages::Civil::of(secs);
     format!(
-        "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        MONTHS[(m as usize).saturating_sub(1) % 12],
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[c.weekday_from_thursday as usize],
+        c.day,
+        MONTHS[(c.month as usize).saturating_sub(1) % 12],
+        c.year,
+        c.hour,
+        c.minute,
+        c.second
     )
 }
 

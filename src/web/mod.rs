@@ -890,7 +890,7 @@ impl App {
                 Ok(Outcome::Reply(Reply {
                     status: 200,
                     headers: vec![("Content-Type", "application/json".into())],
-                    body: api::openapi_document(),
+                    body: api::openapi_document().to_vec(),
                 }))
             }
             _ => Err(AppError::NotFound),

@@ -177,15 +177,42 @@ pub fn utc_datetime(t: SystemTime) -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = crate::pdf::civil_from_days(days);
+    let c = Civil::of(secs);
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
     )
+}
+
+/// A moment in UTC as calendar fields: the one conversion behind every date the pages, the
+/// API and the downloads write.
+pub(crate) struct Civil {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u64,
+    pub minute: u64,
+    pub second: u64,
+    /// 0 = Thursday (1970-01-01), 1 = Friday, …
+    pub weekday_from_thursday: u64,
+}
+
+impl Civil {
+    /// `secs` since the Unix epoch.
+    pub(crate) fn of(secs: u64) -> Civil {
+        let days = secs / 86_400;
+        let rem = secs % 86_400;
+        let (year, month, day) = crate::pdf::civil_from_days(i64::try_from(days).unwrap_or(0));
+        Civil {
+            year,
+            month,
+            day,
+            hour: rem / 3600,
+            minute: (rem % 3600) / 60,
+            second: rem % 60,
+            weekday_from_thursday: days % 7,
+        }
+    }
 }
 
 #[cfg(test)]

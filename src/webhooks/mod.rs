@@ -29,7 +29,7 @@ use std::time::Duration;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::jobs::{Delivery, DeliveryAttempt, Job, JobId, MAX_ATTEMPTS_KEPT, Store};
+use crate::jobs::{Delivery, DeliveryAttempt, Job, JobId, MAX_ATTEMPTS_KEPT, Store, now_ms};
 
 pub use client::{Answer, post};
 
@@ -297,13 +297,10 @@ pub fn signature(secret: &[u8], t: u64, body: &[u8]) -> String {
     mac.update(t.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("t={t},v1={hex}")
+    format!(
+        "t={t},v1={}",
+        crate::jobs::hex(&mac.finalize().into_bytes())
+    )
 }
 
 /// The event for a job that has ended: `id` (the same for every attempt), `type`
@@ -585,14 +582,6 @@ fn backoff(n: u32, config: &WebhookConfig) -> Duration {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-fn now_ms() -> u64 {
-    millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default(),
-    )
 }
 
 #[cfg(test)]

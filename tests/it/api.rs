@@ -510,20 +510,7 @@ fn the_served_openapi_document_passes_openapi_spec_validator() {
 /// README's API section is a script: run it as written against this nginx.
 #[test]
 fn readme_api_examples_run_as_written() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let start = readme
-        .find("<!-- api-examples -->")
-        .expect("README marks its API examples");
-    let end = readme[start..]
-        .find("<!-- /api-examples -->")
-        .expect("end marker")
-        + start;
-    let script: String = readme[start..end]
-        .lines()
-        .filter(|l| l.starts_with("    "))
-        .map(|l| format!("{}\n", &l[4..]))
-        .collect();
+    let script = readme_block("api-examples");
     assert!(script.matches("curl ").count() >= 6, "{script}");
     let srv = TestServer::start(&[]);
     let ng = Nginx::start(&[&srv.socket], &srv.data.join("files"), false);

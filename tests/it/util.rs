@@ -798,6 +798,26 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The indented code block README.md keeps between `<!-- name -->` and `<!-- /name -->`,
+/// without its four-space indent (blank lines kept), as the tests run it.
+pub fn readme_block(name: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let open = format!("<!-- {name} -->");
+    let start = readme
+        .find(&open)
+        .unwrap_or_else(|| panic!("README has no {open}"));
+    let end = readme[start..]
+        .find(&format!("<!-- /{name} -->"))
+        .unwrap_or_else(|| panic!("README's {open} has no end"))
+        + start;
+    readme[start..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("    ").or(l.is_empty().then_some("")))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 /// Runs a command and returns its stdout, panicking with its stderr on failure.
 pub fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)

@@ -180,20 +180,7 @@ fn job(srv: &TestServer, id: &str) -> Value {
 /// README's `verify` function (the one it tells receivers to use), run by Python on a
 /// delivery: true if the signature header matches the body under [`SECRET`].
 fn python_verifies(header: &str, body: &[u8]) -> bool {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let start = readme
-        .find("<!-- webhook-verify -->")
-        .expect("README's verify snippet");
-    let end = readme[start..]
-        .find("<!-- /webhook-verify -->")
-        .expect("its end")
-        + start;
-    let function: String = readme[start..end]
-        .lines()
-        .filter_map(|l| l.strip_prefix("    ").or((l.is_empty()).then_some("")))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let function = readme_block("webhook-verify");
     let dir = TempDir::new("hmac");
     let path = dir.0.join("body");
     std::fs::write(&path, body).expect("write body");
