@@ -238,7 +238,7 @@ impl App {
     /// the client's address as the web server passes it (`REMOTE_ADDR`; behind a proxy,
     /// set nginx's real_ip so that it is the client's, not the proxy's).
     fn client_of(&self, req: &HttpRequest) -> Option<String> {
-        if let Some(user) = req.param(&self.user_param).filter(|u| !u.is_empty()) {
+        if let Some(user) = self.user_of(req) {
             return Some(format!("user:{user}"));
         }
         req.param("REMOTE_ADDR")
