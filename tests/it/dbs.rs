@@ -319,6 +319,10 @@ impl Mariadb {
         };
         let dir = TempDir::new("mariadb");
         let data = dir.0.join("data");
+        // Its own temporary folder: with the default (/tmp) concurrent bootstraps of other
+        // tests' servers were seen to fail on each other's temporary tables.
+        let tmp = dir.0.join("tmp");
+        std::fs::create_dir_all(&tmp).expect("mariadb tmp dir");
         let root = if is_root() {
             vec!["--user=root"]
         } else {
@@ -329,6 +333,7 @@ impl Mariadb {
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", data.display()))
                 .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+                .arg(format!("--tmpdir={}", tmp.display()))
                 .args(&root),
             "mariadb-install-db",
         );
@@ -340,7 +345,7 @@ impl Mariadb {
             .arg(format!("--socket={}", socket.display()))
             .arg(format!("--pid-file={}", dir.0.join("m.pid").display()))
             .arg(format!("--log-error={}", log.display()))
-            .arg(format!("--tmpdir={}", dir.0.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args([
                 "--skip-networking",
                 "--skip-log-bin",
