@@ -12,13 +12,16 @@
 #
 # What it does:
 #   - installs nginx if missing;
-#   - creates the system user and group `pdfworker`, and adds www-data (nginx) to the group
-#     so nginx can read the finished PDFs;
+#   - creates the system user and group `pdfworker`, and makes `pdfworker` the group of
+#     nginx's worker processes (`user www-data pdfworker;` in /etc/nginx/nginx.conf): they
+#     reach the socket and read the finished PDFs through it, while other applications that
+#     run as www-data (PHP-FPM pools, CGI scripts) do not (www-data is not a member);
 #   - copies the binary to /usr/local/bin, the units to /etc/systemd/system, README to
 #     /usr/local/share/doc/pdfworker, each only when it differs from the installed one;
 #   - creates /var/lib/pdfworker as the unit's StateDirectory= would, and runs
 #     `pdfworker check-config` on it and /etc/pdfworker/reports as the user `pdfworker`;
-#   - raises nginx's limits in /etc/nginx/nginx.conf to at least `worker_rlimit_nofile 65536`
+#   - raises nginx's limits in /etc/nginx/nginx.conf (in the same edit as the group) to at
+#     least `worker_rlimit_nofile 65536`
 #     (main context) and `worker_connections 16384` (events): every live-progress watcher
 #     holds a client and an upstream connection for as long as it watches;
 #   - installs nginx/pdfworker.conf as the site `pdfworker` with one upstream line per
@@ -51,32 +54,36 @@ put() {
     echo "installed $dest"
 }
 
+# awk functions both nginx.conf edits use: a line without its comment, and how much a line
+# opens or closes braces (directives are matched one per line, as Debian's nginx.conf has
+# them; the caller checks the result with `nginx -t`).
+NGINX_AWK_LIB='
+    function code(line) { sub(/#.*/, "", line); return line }
+    function braces(line,   c, opens, closes) {
+        c = code(line)
+        opens = gsub(/\{/, "{", c)
+        closes = gsub(/\}/, "}", c)
+        return opens - closes
+    }
+    function indent_of(line) { match(line, /^[[:space:]]*/); return substr(line, 1, RLENGTH) }
+'
+
 # nginx_limits FILE: FILE (an nginx.conf) on stdout with worker_rlimit_nofile in the main
 # context and worker_connections in `events {}` raised to at least the values above; a
 # directive that is missing is added, one with a higher value is left alone, and a file
 # that already has them comes out unchanged. Directives are matched one per line, as
 # Debian's nginx.conf has them; the caller checks the result with `nginx -t`.
 nginx_limits() {
-    awk -v rlimit="$NGINX_RLIMIT_NOFILE" -v conns="$NGINX_WORKER_CONNECTIONS" '
-        # The line without its comment.
-        function code(line) { sub(/#.*/, "", line); return line }
-        function braces(line,   c, opens, closes) {
-            c = code(line)
-            opens = gsub(/\{/, "{", c)
-            closes = gsub(/\}/, "}", c)
-            return opens - closes
-        }
+    awk -v rlimit="$NGINX_RLIMIT_NOFILE" -v conns="$NGINX_WORKER_CONNECTIONS" "$NGINX_AWK_LIB"'
         function value(line,   c) {
             c = code(line)
             sub(/^[[:space:]]*[a-z_]+[[:space:]]+/, "", c)
             sub(/[[:space:]]*;.*$/, "", c)
             return c
         }
-        function raised(line, name, want,   indent) {
+        function raised(line, name, want) {
             if (value(line) ~ /^[0-9]+$/ && value(line) + 0 >= want) return line
-            match(line, /^[[:space:]]*/)
-            indent = substr(line, 1, RLENGTH)
-            return indent name " " want ";"
+            return indent_of(line) name " " want ";"
         }
         # First pass: which directives exist, and where the events block is.
         NR == FNR {
@@ -118,6 +125,46 @@ nginx_limits() {
     ' "$1" "$1"
 }
 
+# nginx_group FILE GROUP [--undo]: FILE (an nginx.conf) on stdout with nginx's worker
+# processes in GROUP: the main-context `user NAME;` becomes `user NAME GROUP;` (with no user
+# line, `user nobody GROUP;`: nobody is nginx's built-in user). A file that names GROUP
+# already comes out unchanged. Status 3 when the line names another group: a worker process
+# has one primary group, and taking it from another site is the operator's call. With
+# --undo, the reverse (for uninstall.sh): `user NAME GROUP;` back to `user NAME;`.
+nginx_group() {
+    awk -v group="$2" -v undo="${3:-}" "$NGINX_AWK_LIB"'
+        NR == FNR {
+            if (depth == 0 && code($0) ~ /^[[:space:]]*user[[:space:]]/) has_user = 1
+            depth += braces($0)
+            next
+        }
+        FNR == 1 {
+            depth = 0
+            if (!has_user && undo == "") print "user nobody " group ";"
+        }
+        {
+            c = code($0)
+            if (depth == 0 && c ~ /^[[:space:]]*user[[:space:]]/) {
+                sub(/^[[:space:]]*user[[:space:]]+/, "", c)
+                sub(/[[:space:]]*;.*$/, "", c)
+                n = split(c, w, /[[:space:]]+/)
+                if (undo != "") {
+                    print (n == 2 && w[2] == group) ? indent_of($0) "user " w[1] ";" : $0
+                } else if (n == 1) {
+                    print indent_of($0) "user " w[1] " " group ";"
+                } else {
+                    if (!(n == 2 && w[2] == group)) other = 1
+                    print
+                }
+            } else {
+                print
+            }
+            depth += braces($0)
+        }
+        END { if (other) exit 3 }
+    ' "$1" "$1"
+}
+
 # Every pdfworker@N unit systemd knows of or has enabled, one name a line.
 known_instances() {
     {
@@ -149,10 +196,11 @@ main() {
         useradd --system --gid pdfworker --home-dir /var/lib/pdfworker --no-create-home \
             --shell /usr/sbin/nologin --comment "pdfworker FastCGI worker" pdfworker
     fi
-    # nginx workers pick up the new group at their next start (the reload below).
-    if ! id -nG www-data | tr ' ' '\n' | grep -qx pdfworker; then
-        usermod --append --groups pdfworker www-data
-        nginx_changed=yes
+    # Earlier installs made www-data a member, which let every www-data application in;
+    # nginx's workers now get the group from nginx.conf (below).
+    if id -nG www-data 2>/dev/null | tr ' ' '\n' | grep -qx pdfworker; then
+        gpasswd --delete www-data pdfworker >/dev/null
+        echo "took www-data out of the group pdfworker (nginx's workers get it from nginx.conf)"
     fi
 
     # Running instances keep the old binary (renamed over, not rewritten) until restarted.
@@ -188,19 +236,33 @@ main() {
         --reports-dir /etc/pdfworker/reports --data-dir /var/lib/pdfworker) ||
         echo "warning: check-config found problems (above)" >&2
 
-    # nginx's own limits, checked with the site as it is before the file is replaced.
-    local conf=/etc/nginx/nginx.conf
-    if ! nginx_limits "$conf" | cmp -s - "$conf"; then
-        # Beside the original: nginx resolves relative includes from the config's folder.
-        nginx_limits "$conf" >"$conf.pdfworker-new"
+    # nginx's own limits and its workers' group, checked with the site as it is before the
+    # file is replaced. Beside the original: nginx resolves relative includes from there.
+    local conf=/etc/nginx/nginx.conf limited rc=0
+    limited=$(mktemp)
+    nginx_limits "$conf" >"$limited"
+    nginx_group "$limited" pdfworker >"$conf.pdfworker-new" || rc=$?
+    rm -f "$limited"
+    if [ "$rc" -eq 3 ]; then
+        rm -f "$conf.pdfworker-new"
+        die "$conf gives nginx's workers a group of its own (its 'user' line); pdfworker's" \
+            "socket and PDFs are open to the group pdfworker only: make that line" \
+            "'user <name> pdfworker;' and run this again"
+    fi
+    [ "$rc" -eq 0 ] || die "could not edit $conf"
+    if cmp -s "$conf.pdfworker-new" "$conf"; then
+        rm -f "$conf.pdfworker-new"
+    else
         nginx -q -t -c "$conf.pdfworker-new" ||
-            die "nginx rejects $conf with raised limits (kept as $conf.pdfworker-new); set" \
-                "worker_rlimit_nofile $NGINX_RLIMIT_NOFILE and worker_connections" \
-                "$NGINX_WORKER_CONNECTIONS by hand"
+            die "nginx rejects $conf with raised limits and the group pdfworker (kept as" \
+                "$conf.pdfworker-new); set worker_rlimit_nofile $NGINX_RLIMIT_NOFILE," \
+                "worker_connections $NGINX_WORKER_CONNECTIONS and 'user <name> pdfworker;'" \
+                "by hand"
         [ -e "$conf.pdfworker-orig" ] || cp -p "$conf" "$conf.pdfworker-orig"
         chmod --reference="$conf" "$conf.pdfworker-new"
         mv -f "$conf.pdfworker-new" "$conf"
-        echo "raised nginx's limits in $conf (the previous file: $conf.pdfworker-orig)"
+        echo "raised nginx's limits and put its workers in the group pdfworker in $conf" \
+            "(the previous file: $conf.pdfworker-orig)"
         nginx_changed=yes
     fi
 
@@ -276,7 +338,8 @@ main() {
     echo "logs: journalctl -u 'pdfworker@*' -f"
 }
 
-# Sourced (to try nginx_limits on a copy of a config): define the functions only.
+# Sourced (uninstall.sh, tests, or to try the nginx.conf edits on a copy): define the
+# functions only.
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     main "$@"
 fi

@@ -10,6 +10,7 @@
 # Kept unless --purge: the jobs and PDFs in /var/lib/pdfworker, the report definitions and
 # secrets in /etc/pdfworker, drop-ins in /etc/systemd/system/pdfworker@.service.d, and the
 # user and group `pdfworker` that own them (so a later install finds everything as it was).
+# nginx.conf: its `user` line loses the group pdfworker install.sh gave nginx's workers.
 # Never touched: nginx itself, the limits install.sh raised in /etc/nginx/nginx.conf (the
 # file before the first install is /etc/nginx/nginx.conf.pdfworker-orig) and Debian's
 # default site, which install.sh disabled.
@@ -62,14 +63,28 @@ command -v systemctl >/dev/null 2>&1 || die "systemd is required"
 
 # nginx first: once it no longer routes to the instances, stopping them fails no request,
 # and no connection activates a socket again.
+nginx_changed=no
 if [ -e /etc/nginx/sites-enabled/pdfworker ] || [ -L /etc/nginx/sites-enabled/pdfworker ] ||
     [ -e /etc/nginx/sites-available/pdfworker ]; then
     remove /etc/nginx/sites-enabled/pdfworker /etc/nginx/sites-available/pdfworker
-    if command -v nginx >/dev/null 2>&1 && systemctl is-active --quiet nginx; then
-        nginx -q -t
-        systemctl reload nginx
-        echo "reloaded nginx"
-    fi
+    nginx_changed=yes
+fi
+# install.sh's nginx_group, undone (a group --purge may delete next).
+# shellcheck source=deploy/install.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/install.sh"
+conf=/etc/nginx/nginx.conf
+if [ -f "$conf" ] && ! nginx_group "$conf" pdfworker --undo | cmp -s - "$conf"; then
+    nginx_group "$conf" pdfworker --undo >"$conf.pdfworker-new"
+    chmod --reference="$conf" "$conf.pdfworker-new"
+    mv -f "$conf.pdfworker-new" "$conf"
+    echo "took nginx's workers out of the group pdfworker in $conf"
+    nginx_changed=yes
+fi
+if [ "$nginx_changed" = yes ] && command -v nginx >/dev/null 2>&1 &&
+    systemctl is-active --quiet nginx; then
+    nginx -q -t
+    systemctl reload nginx
+    echo "reloaded nginx"
 fi
 
 # Each instance's socket and service in one transaction. A stopping service drains: its
@@ -94,7 +109,8 @@ if [ "$purge" = yes ]; then
         units_removed=yes
     fi
     remove /var/lib/pdfworker /etc/pdfworker
-    # Out of the group first, or userdel keeps the group for its other member.
+    # Out of the group first (installs before nginx.conf named it made www-data a member),
+    # or userdel keeps the group for its other member.
     if id -nG www-data 2>/dev/null | tr ' ' '\n' | grep -qx pdfworker; then
         gpasswd --delete www-data pdfworker >/dev/null
     fi

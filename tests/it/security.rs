@@ -500,3 +500,134 @@ fn a_job_over_the_disk_budget_is_refused_at_the_form_and_one_that_fits_is_made()
     println!("disk budget: a 2,000-row report took {size} bytes of the 3,000,000");
     assert!(size < 3_000_000);
 }
+
+/// `cmd args…` as `uid`:`gid` with no other groups; its exit status and stderr.
+fn run_as(uid: u32, gid: u32, cmd: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--clear-groups")
+        .arg("--")
+        .arg(cmd)
+        .args(args)
+        .output()
+        .expect("run setpriv (util-linux)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The production set-up `install.sh` makes — the worker as a user of its own, nginx's
+/// worker processes in the worker's group, nobody else in it — played with Debian's base
+/// accounts: the worker as daemon:daemon, nginx as `user nobody daemon;`, and another
+/// application of nginx's user (a PHP-FPM pool running as www-data, say) as nobody:nogroup.
+#[test]
+fn only_nginx_in_the_workers_group_reaches_the_socket_and_pdfs_not_other_apps_of_its_user() {
+    if !running_as_root() {
+        eprintln!("skipped: needs root to run the worker and nginx as other users");
+        return;
+    }
+    const DAEMON: u32 = 1;
+    const NOBODY: u32 = 65534;
+    const NOGROUP: u32 = 65534;
+    let srv = TestServer::start_as(DAEMON, DAEMON, &[]);
+    let ng = Nginx::start_edited(&[&srv.socket], &srv.data.join("files"), false, &|conf| {
+        conf.replace("user root;", "user nobody daemon;")
+    });
+    let r = ng.request("GET", "/", &[], b"");
+    assert_eq!(r.status, 200, "nginx reaches the socket: {}", r.text());
+    let r = ng.request(
+        "POST",
+        "/generate",
+        &[FORM],
+        form("Private", "300", "a4", "portrait").as_bytes(),
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    let id = r
+        .header("Location")
+        .and_then(|l| l.rsplit("/jobs/").next())
+        .expect("a job in Location")
+        .to_owned();
+    wait_for(
+        std::time::Duration::from_secs(60),
+        "the render to finish",
+        || {
+            let r = ng.request("GET", &format!("/jobs/{id}/status.json"), &[], b"");
+            json_field(&r.text(), "state").filter(|s| s == "done")
+        },
+    );
+    let pdf = srv.data.join(format!("files/{id}.pdf"));
+    let stored = std::fs::read(&pdf).expect("the stored PDF");
+    let r = ng.request("GET", &format!("/jobs/{id}/download"), &[], b"");
+    assert_eq!(r.status, 200, "nginx reads the PDF: {}", ng.error_log());
+    assert_eq!(r.body, stored, "the download is the stored file");
+
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = std::fs::metadata(&pdf).expect("stat the PDF");
+    assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (1, 1, 0o640));
+    let meta = std::fs::metadata(&srv.socket).expect("stat the socket");
+    assert!(meta.file_type().is_socket());
+    assert_eq!((meta.gid(), meta.mode() & 0o777), (1, 0o660));
+
+    let pdf_path = pdf.to_str().expect("a UTF-8 path");
+    let socket = srv.socket.to_str().expect("a UTF-8 path");
+    let connect = "import socket, sys\n\
+                   s = socket.socket(socket.AF_UNIX)\n\
+                   s.connect(sys.argv[1])";
+    let python = "/usr/bin/python3";
+    // What nginx's workers are: the same user, in the group. The control: it can.
+    let (ok, err) = run_as(NOBODY, DAEMON, "cat", &[pdf_path]);
+    assert!(ok, "in the group the PDF is readable: {err}");
+    let (ok, err) = run_as(NOBODY, DAEMON, python, &["-c", connect, socket]);
+    assert!(ok, "in the group the socket connects: {err}");
+    // Another application of the same user, outside the group: refused both.
+    let (ok, err) = run_as(NOBODY, NOGROUP, "cat", &[pdf_path]);
+    assert!(!ok && err.contains("Permission denied"), "the PDF: {err}");
+    let (ok, err) = run_as(NOBODY, NOGROUP, python, &["-c", connect, socket]);
+    assert!(!ok && err.contains("PermissionError"), "the socket: {err}");
+}
+
+/// `install.sh`'s edit of nginx.conf gives nginx's workers the worker's group and
+/// `uninstall.sh` takes it back; a conf that names another group stops the install.
+#[test]
+fn install_puts_nginxs_workers_in_the_group_and_uninstall_takes_them_out() {
+    let dir = TempDir::new("nginx-group");
+    let edit = |conf: &str, args: &str| -> (i32, String) {
+        let file = dir.0.join("nginx.conf");
+        std::fs::write(&file, conf).expect("write a conf");
+        let script = format!(
+            ". {}/deploy/install.sh; set +e; nginx_group {} {args}; echo \"status $?\"",
+            env!("CARGO_MANIFEST_DIR"),
+            file.display()
+        );
+        let out = run("bash", &["-c", &script]);
+        let (text, status) = out.trim_end().rsplit_once("status ").expect("a status");
+        (status.trim().parse().expect("a number"), text.to_owned())
+    };
+    // Debian's nginx.conf: the user line, with a comment after it, gets the group.
+    let debian = "user www-data; # as shipped\nworker_processes auto;\n\
+                  events {\n\tworker_connections 768;\n}\nhttp {\n\tinclude x;\n}\n";
+    let (status, added) = edit(debian, "pdfworker");
+    assert_eq!(status, 0);
+    assert_eq!(
+        added,
+        debian.replacen("user www-data; # as shipped", "user www-data pdfworker;", 1)
+    );
+    // Run again: nothing changes; undone: as it was, but for the comment.
+    assert_eq!(edit(&added, "pdfworker"), (0, added.clone()));
+    let (status, undone) = edit(&added, "pdfworker --undo");
+    assert_eq!(status, 0);
+    assert_eq!(undone, debian.replacen(" # as shipped", "", 1));
+    // No user line: nginx's built-in user, in the group.
+    let (status, out) = edit("events {}\n", "pdfworker");
+    assert_eq!(
+        (status, out.as_str()),
+        (0, "user nobody pdfworker;\nevents {}\n")
+    );
+    // A `user` inside a block is not the main one; another group is the operator's call.
+    let (_, out) = edit("user a;\nhttp { user b; }\n", "pdfworker");
+    assert_eq!(out, "user a pdfworker;\nhttp { user b; }\n");
+    let (status, _) = edit("user www-data www-data;\nevents {}\n", "pdfworker");
+    assert_eq!(status, 3, "a group of its own stops the install");
+}

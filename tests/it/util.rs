@@ -91,6 +91,8 @@ pub struct TestServer {
     args: Vec<String>,
     listen: String,
     env: Vec<(String, String)>,
+    /// Runs as this uid and gid (from root) with the default socket mode, not 0666.
+    user: Option<(u32, u32)>,
 }
 
 impl TestServer {
@@ -100,6 +102,16 @@ impl TestServer {
 
     /// [`TestServer::start`] with these environment variables set for the process.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> TestServer {
+        TestServer::start_full(extra, env, None)
+    }
+
+    /// [`TestServer::start`] as `uid`:`gid` (the test runs as root), with the worker's own
+    /// default socket mode; its folder and data dir are given to that user first.
+    pub fn start_as(uid: u32, gid: u32, extra: &[&str]) -> TestServer {
+        TestServer::start_full(extra, &[], Some((uid, gid)))
+    }
+
+    fn start_full(extra: &[&str], env: &[(&str, &str)], user: Option<(u32, u32)>) -> TestServer {
         let dir = TempDir::new("worker");
         let socket = dir.0.join("w.sock");
         let data = dir.0.join("data");
@@ -126,7 +138,15 @@ impl TestServer {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            user,
         };
+        if let Some((uid, gid)) = user {
+            // Its folder (where the socket goes) and the data dir are the user's.
+            std::fs::create_dir(&s.data).expect("make the data dir");
+            for dir in [&s.dir.0, &s.data] {
+                std::os::unix::fs::chown(dir, Some(uid), Some(gid)).expect("chown");
+            }
+        }
         s.spawn();
         s
     }
@@ -138,14 +158,22 @@ impl TestServer {
             .append(true)
             .open(self.dir.0.join("worker.log"))
             .expect("open worker log");
-        let child = Command::new(env!("CARGO_BIN_EXE_pdfworker"))
-            .arg("serve")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pdfworker"));
+        cmd.arg("serve");
+        match self.user {
+            Some((uid, gid)) => {
+                std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+                std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+            }
+            None => {
+                cmd.arg("--socket-mode").arg("0666");
+            }
+        }
+        let child = cmd
             .arg("--listen")
             .arg(&self.listen)
             .arg("--data-dir")
             .arg(&self.data)
-            .arg("--socket-mode")
-            .arg("0666")
             .arg("--reports-dir")
             .arg(demo_reports())
             .args(&self.args)
@@ -623,7 +651,7 @@ impl Nginx {
             .iter()
             .map(|s| format!("server unix:{};\n", s.display()))
             .collect();
-        let root = unsafe_root();
+        let root = running_as_root();
         let conf = template
             .replace("@PREFIX@", &dir.0.display().to_string())
             .replace("@LISTEN@", &format!("127.0.0.1:{port}"))
@@ -695,7 +723,7 @@ impl Drop for Nginx {
     }
 }
 
-fn unsafe_root() -> bool {
+pub fn running_as_root() -> bool {
     // `id -u` keeps the tests free of libc; running as root changes only nginx's user line.
     Command::new("id")
         .arg("-u")
