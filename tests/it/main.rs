@@ -5,6 +5,7 @@ mod api;
 mod browser;
 mod cli;
 mod dbs;
+mod frontends;
 mod jobs;
 mod listen;
 mod metrics;
