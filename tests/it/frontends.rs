@@ -12,7 +12,7 @@
 //! the worker's socket (mode 0666 in tests) and read the PDFs, which the worker keeps at
 //! 0640, through their group: the data dir's `files/` belongs to group www-data with the
 //! set-group-id bit, so every PDF the worker writes there is in that group. In production the
-//! same comes from adding www-data to the worker's group (deploy/install.sh does for nginx).
+//! server's processes run with the worker's group instead (README, "Behind other servers").
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
