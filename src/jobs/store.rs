@@ -3,7 +3,8 @@
 //!
 //! Layout:
 //! ```text
-//! <data>/jobs/<id>.json       the record (written as <id>.json.tmp, fsynced, renamed)
+//! <data>/jobs/<id>.json       the record (written as <id>.json.tmp, fsynced, renamed; a new
+//!                             one renamed, then fsynced: `Store::create`)
 //! <data>/jobs/<id>.lock       an empty file; an exclusive flock on it is the job's claim
 //! <data>/jobs/<id>.cancel     present while a cancel is asked for and not yet carried out
 //! <data>/files/<id>.pdf       the finished PDF (written as <id>.pdf.tmp by the runner)
@@ -199,10 +200,35 @@ impl Store {
     /// Writes a new job's record durably. The caller should hold the job's claim, or another
     /// process's janitor may claim the job before the caller does.
     ///
+    /// Unlike [`Store::save`], the record is renamed into place before it is synced: there is
+    /// no older content a crash could destroy, and a job is acknowledged (303, 202) only
+    /// after both syncs, so a crash in between leaves at most an unacknowledged record that
+    /// the next reader quarantines. On ext4 this makes the file's sync commit the name too,
+    /// and the directory's sync finds nothing left to commit: one journal commit per new job
+    /// instead of two, which is what a POST waits for while renders write.
+    ///
     /// # Errors
     /// `StoreError::Io` if the record cannot be written and synced.
     pub fn create(&self, job: &Job) -> Result<(), StoreError> {
-        self.save(job)
+        let path = self.record_path(job.id);
+        let tmp = self.jobs.join(format!("{}.json.tmp", job.id));
+        let bytes = serde_json::to_vec_pretty(job).expect("a Job always serializes");
+        let written = (|| {
+            let mut file = create_fresh(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+            file.write_all(&bytes)
+                .map_err(|e| StoreError::io(&tmp, e))?;
+            fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
+            Ok(file)
+        })();
+        let file = match written {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        file.sync_all().map_err(|e| StoreError::io(&path, e))?;
+        sync_dir(&self.jobs)
     }
 
     /// Replaces a job's record atomically: readers see the old record or the new, whole.

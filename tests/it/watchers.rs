@@ -501,12 +501,16 @@ fn a_queued_job_gets_heartbeats_and_a_reconnect_with_its_last_event_id_repeats_n
         .concat(),
     );
     let ng = Nginx::start(&[&srv.socket], &srv.data.join("files"), true);
-    // Two long renders ahead of it on the one slot keep the watched job queued for seconds.
-    let busy = srv.connect().submit("Busy", BIG_ROWS);
-    srv.connect().submit("Also busy", BIG_ROWS);
+    // Four long renders ahead of it on the one slot keep the watched job queued for the
+    // six seconds of the two reads below (about 2.5 s each on an idle machine). Each read
+    // spans several heartbeats, so a busy machine delaying one still shows another.
+    let busy: Vec<String> = ["Busy", "Also busy", "Busy too", "Busy as well"]
+        .iter()
+        .map(|title| srv.connect().submit(title, BIG_ROWS))
+        .collect();
     let queued = srv.connect().submit("Waits", "10");
     let path = format!("/jobs/{queued}/events");
-    let (first, _) = read_stream(ng.port, &path, &[], Duration::from_millis(2500));
+    let (first, _) = read_stream(ng.port, &path, &[], Duration::from_millis(3500));
     let events = events_of(&first);
     assert_eq!(
         events.len(),
@@ -525,14 +529,19 @@ fn a_queued_job_gets_heartbeats_and_a_reconnect_with_its_last_event_id_repeats_n
         ng.port,
         &path,
         &[("Last-Event-ID", id)],
-        Duration::from_millis(1500),
+        Duration::from_millis(2500),
     );
     assert!(
         events_of(&again).is_empty(),
         "nothing repeated after Last-Event-ID {id}: {again}"
     );
     assert!(again.contains(": heartbeat\n"), "{again}");
-    // Once the busy render is done the queued job moves, and its events come.
+    // Once the renders ahead are cancelled the queued job moves, and its events come.
+    for job in &busy {
+        // The wait page's button: a form POST, answered with a redirect to the page.
+        let r = ng.request("POST", &format!("/jobs/{job}/cancel"), &[], b"");
+        assert_eq!(r.status, 303, "cancel {job}: {}", r.text());
+    }
     let (rest, ended) = read_stream(
         ng.port,
         &path,
@@ -543,6 +552,8 @@ fn a_queued_job_gets_heartbeats_and_a_reconnect_with_its_last_event_id_repeats_n
     let rest = events_of(&rest);
     assert_eq!(rest.last().map(|e| e.1.as_str()), Some("done"), "{rest:?}");
     assert!(rest.iter().all(|e| &e.0 != id), "{rest:?}");
-    let state = json_field(&job_json(&mut srv.connect(), &busy), "state");
-    assert_eq!(state.as_deref(), Some("done"));
+    // The last one ahead was still queued when it was cancelled.
+    let last = busy.last().expect("busy jobs");
+    let state = json_field(&job_json(&mut srv.connect(), last), "state");
+    assert_eq!(state.as_deref(), Some("cancelled"));
 }
