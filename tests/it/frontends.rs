@@ -261,19 +261,7 @@ impl Drop for Frontend {
     fn drop(&mut self) {
         // SIGTERM: Apache's and lighttpd's parents stop their children (a SIGKILL would leave
         // Apache's children holding the port); Caddy stops too.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + STOP_WITHIN;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate_child(&mut self.child, STOP_WITHIN);
     }
 }
 
