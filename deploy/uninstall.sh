@@ -18,13 +18,18 @@
 # Running it again succeeds and changes nothing.
 set -euo pipefail
 
+# install.sh's functions (nginx_group), first: the ones defined below take precedence over
+# its namesakes (known_instances there lists unit names, here instance numbers).
+# shellcheck source=deploy/install.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/install.sh"
+
 die() {
     printf 'error: %s\n' "$*" >&2
     exit 1
 }
 
 usage() {
-    sed -n '2,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 # Every pdfworker@N instance number systemd knows of or has enabled.
@@ -70,8 +75,6 @@ if [ -e /etc/nginx/sites-enabled/pdfworker ] || [ -L /etc/nginx/sites-enabled/pd
     nginx_changed=yes
 fi
 # install.sh's nginx_group, undone (a group --purge may delete next).
-# shellcheck source=deploy/install.sh
-. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/install.sh"
 conf=/etc/nginx/nginx.conf
 if [ -f "$conf" ] && ! nginx_group "$conf" pdfworker --undo | cmp -s - "$conf"; then
     nginx_group "$conf" pdfworker --undo >"$conf.pdfworker-new"
