@@ -141,10 +141,22 @@ impl TestServer {
             user,
         };
         if let Some((uid, gid)) = user {
-            // Its folder (where the socket goes) and the data dir are the user's.
+            // Its folder (where the socket goes) and the data dir are the user's. The binary
+            // and the reports are linked into the folder: the checkout may be under a home
+            // directory that user cannot enter.
             std::fs::create_dir(&s.data).expect("make the data dir");
             for dir in [&s.dir.0, &s.data] {
                 std::os::unix::fs::chown(dir, Some(uid), Some(gid)).expect("chown");
+            }
+            link_or_copy(
+                Path::new(env!("CARGO_BIN_EXE_pdfworker")),
+                &s.dir.0.join("pdfworker"),
+            );
+            let reports = s.dir.0.join("reports");
+            std::fs::create_dir(&reports).expect("make the reports dir");
+            for entry in std::fs::read_dir(demo_reports()).expect("read the demo reports") {
+                let path = entry.expect("dir entry").path();
+                link_or_copy(&path, &reports.join(path.file_name().expect("a name")));
             }
         }
         s.spawn();
@@ -158,7 +170,14 @@ impl TestServer {
             .append(true)
             .open(self.dir.0.join("worker.log"))
             .expect("open worker log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pdfworker"));
+        let (bin, reports) = match self.user {
+            Some(_) => (self.dir.0.join("pdfworker"), self.dir.0.join("reports")),
+            None => (
+                PathBuf::from(env!("CARGO_BIN_EXE_pdfworker")),
+                demo_reports().to_path_buf(),
+            ),
+        };
+        let mut cmd = Command::new(bin);
         cmd.arg("serve");
         match self.user {
             Some((uid, gid)) => {
@@ -175,7 +194,7 @@ impl TestServer {
             .arg("--data-dir")
             .arg(&self.data)
             .arg("--reports-dir")
-            .arg(demo_reports())
+            .arg(reports)
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(
@@ -696,6 +715,14 @@ impl Drop for Nginx {
         // SIGTERM: nginx's master stops its workers; a SIGKILL would orphan them, still
         // holding the listening socket.
         terminate_child(&mut self.child, Duration::from_secs(10));
+    }
+}
+
+/// A hard link to `from` at `to`, or a copy where a link cannot be made (another file system).
+fn link_or_copy(from: &Path, to: &Path) {
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to)
+            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
     }
 }
 
