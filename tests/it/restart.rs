@@ -363,6 +363,7 @@ fn job_state(data: &Path, id: &str) -> String {
 
 #[test]
 fn a_rolling_restart_under_load_fails_no_request_and_loses_no_job() {
+    let _alone = machine_to_myself();
     let dir = TempDir::new("restart");
     let data = dir.0.join("data");
     let instances: Vec<Instance> = (1..=2).map(|n| Instance::start(&dir.0, n, &data)).collect();

@@ -59,6 +59,16 @@ pub fn demo_reports() -> &'static Path {
     })
 }
 
+/// Held by the tests that load the whole machine (thousands of watchers) and by those that
+/// time something to the second, so that the two never run at once: on 2 cores a load test
+/// beside a timing test measures neither.
+pub fn machine_to_myself() -> std::sync::MutexGuard<'static, ()> {
+    static MACHINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    MACHINE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A temp dir removed on drop.
 pub struct TempDir(pub PathBuf);
 

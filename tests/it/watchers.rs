@@ -183,6 +183,7 @@ async fn watch(
 
 #[test]
 fn five_thousand_watchers_through_nginx_leave_pages_answering_fast() {
+    let _alone = machine_to_myself();
     raise_fd_limit(WATCHERS as u64 * 3);
     let reports = TempDir::new("watch-reports");
     slow_report(&reports.0);
@@ -493,6 +494,7 @@ fn a_stream_sends_progress_events_then_exactly_one_done_event_and_ends() {
 
 #[test]
 fn a_queued_job_gets_heartbeats_and_a_reconnect_with_its_last_event_id_repeats_nothing() {
+    let _alone = machine_to_myself();
     let srv = TestServer::start(
         &[
             &BIG_FLAGS[..],
@@ -522,7 +524,8 @@ fn a_queued_job_gets_heartbeats_and_a_reconnect_with_its_last_event_id_repeats_n
     assert!(data.contains("\"state\":\"queued\""), "{first}");
     assert!(
         first.contains(": heartbeat\n"),
-        "heartbeat comments on a quiet stream: {first}"
+        "heartbeat comments on a quiet stream: {first}\n--- worker:\n{}",
+        srv.log()
     );
     // The browser reconnects, sending the id it saw last: nothing is repeated.
     let (again, _) = read_stream(
@@ -535,7 +538,11 @@ fn a_queued_job_gets_heartbeats_and_a_reconnect_with_its_last_event_id_repeats_n
         events_of(&again).is_empty(),
         "nothing repeated after Last-Event-ID {id}: {again}"
     );
-    assert!(again.contains(": heartbeat\n"), "{again}");
+    assert!(
+        again.contains(": heartbeat\n"),
+        "{again}\n--- worker:\n{}",
+        srv.log()
+    );
     // Once the renders ahead are cancelled the queued job moves, and its events come.
     for job in &busy {
         // The wait page's button: a form POST, answered with a redirect to the page.
