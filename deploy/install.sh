@@ -15,7 +15,8 @@
 #   - creates the system user and group `pdfworker`, and makes `pdfworker` the group of
 #     nginx's worker processes (`user www-data pdfworker;` in /etc/nginx/nginx.conf): they
 #     reach the socket and read the finished PDFs through it, while other applications that
-#     run as www-data (PHP-FPM pools, CGI scripts) do not (www-data is not a member);
+#     run as www-data (PHP-FPM pools, CGI scripts) do not (www-data is not a member; an
+#     upgrade takes it out, and gives sockets an older unit made for www-data to pdfworker);
 #   - copies the binary to /usr/local/bin, the units to /etc/systemd/system, README to
 #     /usr/local/share/doc/pdfworker, each only when it differs from the installed one;
 #   - creates /var/lib/pdfworker as the unit's StateDirectory= would, and runs
@@ -305,6 +306,19 @@ main() {
             # Returns once the new process says READY=1: then the next instance goes.
             systemctl restart "pdfworker@$i.service"
             echo "restarted pdfworker@$i"
+        fi
+    done
+
+    # Sockets an older unit made for the group www-data go to the group pdfworker in place
+    # (checked at each connect): nginx's workers, now in pdfworker and no longer reaching
+    # www-data's sockets, could not connect otherwise, and restarting a socket would drop
+    # the connections waiting in it.
+    local sock
+    for sock in /run/pdfworker/*.sock; do
+        [ -S "$sock" ] || continue
+        if [ "$(stat -c %G "$sock")" != pdfworker ]; then
+            chgrp pdfworker "$sock"
+            echo "gave $sock to the group pdfworker"
         fi
     done
 
