@@ -442,6 +442,8 @@ impl EventStream {
         match self.stream.read(&mut buf) {
             Ok(0) => self.ended = true,
             Ok(n) => self.raw.extend_from_slice(&buf[..n]),
+            // A signal cut the wait short (reads with a timeout are not restarted).
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::Interrupted) => {}
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock) => return false,
             Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut) => return false,
             Err(e) => panic!("reading the event stream: {e}"),

@@ -539,7 +539,13 @@ impl FcgiConn {
             .set_read_timeout(Some(wait))
             .expect("set timeout");
         let mut b = [0u8; 1];
-        let r = self.stream.read(&mut b);
+        // A signal cuts a read with a timeout short instead of restarting it.
+        let r = loop {
+            match self.stream.read(&mut b) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
         self.stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("set timeout");
