@@ -776,8 +776,8 @@ impl Runner {
         Ok(Cancel::Now(job))
     }
 
-    /// Stops starting renders, waits up to `grace` for running ones, then asks the rest to
-    /// stop. A render stopped this way goes back to `Queued` on disk with its claim released,
+    /// Stops starting renders (jobs submitted from now on are recorded and left queued for
+    /// another process), waits up to `grace` for running ones, then asks the rest to stop. A render stopped this way goes back to `Queued` on disk with its claim released,
     /// so the next process picks it up. Returns when every job task has ended — which relies
     /// on renders calling `progress` now and then.
     pub async fn drain(&self, grace: Duration) {
@@ -940,7 +940,12 @@ impl Inner {
             retry_after: BUSY_RETRY_AFTER,
         };
         let mut map = self.live_map();
-        if self.is_closing() || map.len() >= self.config.queue_limit || map.contains_key(&id) {
+        // A closing runner takes no job for itself (the janitor's, `capped` false), but still
+        // records one a request brings (`start` then leaves it queued on disk for another
+        // instance): nginx sends requests on a kept-alive connection until the moment the
+        // connection closes, and a rolling restart must fail none of them.
+        let closing = self.is_closing() && !capped;
+        if closing || map.len() >= self.config.queue_limit || map.contains_key(&id) {
             return Err(busy);
         }
         let cap = self.config.max_jobs_per_client;

@@ -860,23 +860,29 @@ async fn drain_past_grace_puts_running_jobs_back_in_the_queue() {
 }
 
 #[tokio::test]
-async fn after_drain_nothing_new_is_accepted_or_started() {
+async fn after_drain_new_jobs_are_recorded_for_another_process_and_nothing_starts_here() {
     let dir = TempDir::new();
     let runner = runner(&dir, pages_render(), config());
     let early = runner
         .enqueue(request("early", 1))
         .expect("enqueue before drain");
-    let id = early.id();
     runner.drain(Duration::from_secs(1)).await;
-    assert!(matches!(
-        runner.enqueue(request("late", 1)),
-        Err(SubmitError::Busy { .. })
-    ));
+    // A request that arrives on a connection still open: its job is recorded, not refused.
+    let late = runner
+        .enqueue(request("late", 1))
+        .expect("a job submitted while draining is recorded");
+    let ids = [early.id(), late.id()];
     runner.start(early);
+    runner.start(late);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let job = runner.store().load(id).expect("load").expect("record");
-    assert_eq!((job.state, job.attempts), (State::Queued, 0));
-    assert!(runner.store().claim(id).expect("claim").is_some());
+    for id in ids {
+        let job = runner.store().load(id).expect("load").expect("record");
+        assert_eq!((job.state, job.attempts), (State::Queued, 0), "{id}");
+        assert!(
+            runner.store().claim(id).expect("claim").is_some(),
+            "{id} is free for the next process"
+        );
+    }
 }
 
 #[tokio::test]
