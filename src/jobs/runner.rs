@@ -777,8 +777,9 @@ impl Runner {
     }
 
     /// Stops starting renders (jobs submitted from now on are recorded and left queued for
-    /// another process), waits up to `grace` for running ones, then asks the rest to stop. A render stopped this way goes back to `Queued` on disk with its claim released,
-    /// so the next process picks it up. Returns when every job task has ended — which relies
+    /// another process), waits up to `grace` for running ones, then asks the rest to stop.
+    /// A render stopped this way goes back to `Queued` on disk with its claim released, so
+    /// the next process picks it up. Returns when every job task has ended — which relies
     /// on renders calling `progress` now and then.
     pub async fn drain(&self, grace: Duration) {
         let inner = &self.inner;
