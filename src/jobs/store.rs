@@ -210,25 +210,7 @@ impl Store {
     /// # Errors
     /// `StoreError::Io` if the record cannot be written and synced.
     pub fn create(&self, job: &Job) -> Result<(), StoreError> {
-        let path = self.record_path(job.id);
-        let tmp = self.jobs.join(format!("{}.json.tmp", job.id));
-        let bytes = serde_json::to_vec_pretty(job).expect("a Job always serializes");
-        let written = (|| {
-            let mut file = create_fresh(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-            file.write_all(&bytes)
-                .map_err(|e| StoreError::io(&tmp, e))?;
-            fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))?;
-            Ok(file)
-        })();
-        let file = match written {
-            Ok(file) => file,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        file.sync_all().map_err(|e| StoreError::io(&path, e))?;
-        sync_dir(&self.jobs)
+        self.write_record(job, Replacing::Nothing)
     }
 
     /// Replaces a job's record atomically: readers see the old record or the new, whole.
@@ -237,12 +219,16 @@ impl Store {
     /// # Errors
     /// `StoreError::Io` if the record cannot be written, synced or renamed.
     pub fn save(&self, job: &Job) -> Result<(), StoreError> {
+        self.write_record(job, Replacing::Something)
+    }
+
+    fn write_record(&self, job: &Job, replacing: Replacing) -> Result<(), StoreError> {
         let path = self.record_path(job.id);
         let tmp = self.jobs.join(format!("{}.json.tmp", job.id));
         // Serializing plain data to a Vec cannot fail; a map with non-string keys could, and
         // `Job` has none.
         let bytes = serde_json::to_vec_pretty(job).expect("a Job always serializes");
-        write_durably(&tmp, &path, &bytes)
+        write_durably(&tmp, &path, &bytes, replacing)
     }
 
     /// Reads a job's record; `None` if there is none.
@@ -680,7 +666,7 @@ impl Store {
         let path = self.key_path(kind, digest);
         let tmp = path.with_extension(format!("{}.tmp", JobId::new()));
         let bytes = serde_json::to_vec(entry).expect("a KeyEntry always serializes");
-        write_durably(&tmp, &path, &bytes)
+        write_durably(&tmp, &path, &bytes, Replacing::Something)
     }
 
     /// The entry under `digest`, if any.
@@ -826,20 +812,45 @@ fn remove_file_if_any(path: &Path) -> Result<(), StoreError> {
     }
 }
 
-/// Writes `bytes` to `tmp`, fsyncs, renames over `path`, fsyncs the directory: after a crash
-/// `path` holds either its old content or all of the new.
-fn write_durably(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+/// Whether a durable write may replace content that must survive a crash.
+#[derive(Clone, Copy, PartialEq)]
+enum Replacing {
+    /// `path` may hold content a crash must not lose: sync the new file before renaming.
+    Something,
+    /// A new name (see `Store::create`): rename first, then sync file and folder, which on
+    /// ext4 is one journal commit instead of two.
+    Nothing,
+}
+
+/// Writes `bytes` to `tmp` and renames it to `path`, syncing file and directory before it
+/// returns: after a crash `path` holds either its old content or all of the new (with
+/// [`Replacing::Nothing`], possibly a partial new file, for a write never acknowledged).
+fn write_durably(
+    tmp: &Path,
+    path: &Path,
+    bytes: &[u8],
+    replacing: Replacing,
+) -> Result<(), StoreError> {
     let result = (|| {
         let mut file = create_fresh(tmp).map_err(|e| StoreError::io(tmp, e))?;
         file.write_all(bytes).map_err(|e| StoreError::io(tmp, e))?;
-        file.sync_all().map_err(|e| StoreError::io(tmp, e))?;
-        fs::rename(tmp, path).map_err(|e| StoreError::io(path, e))
+        if replacing == Replacing::Something {
+            file.sync_all().map_err(|e| StoreError::io(tmp, e))?;
+        }
+        fs::rename(tmp, path).map_err(|e| StoreError::io(path, e))?;
+        Ok(file)
     })();
-    if result.is_err() {
-        // Best effort: a stale tmp file is harmless (scan ignores it), just untidy.
-        let _ = fs::remove_file(tmp);
+    let file = match result {
+        Ok(file) => file,
+        Err(e) => {
+            // Best effort: a stale tmp file is harmless (scan ignores it), just untidy.
+            let _ = fs::remove_file(tmp);
+            return Err(e);
+        }
+    };
+    if replacing == Replacing::Nothing {
+        file.sync_all().map_err(|e| StoreError::io(path, e))?;
     }
-    result?;
     match path.parent() {
         Some(dir) => sync_dir(dir),
         None => Ok(()),
