@@ -380,15 +380,19 @@ async fn attempt(store: &Store, config: &Arc<WebhookConfig>, id: JobId, noted_ms
     let prepared = {
         let store = store.clone();
         let config = Arc::clone(config);
-        tokio::task::spawn_blocking(move || prepare(&store, &config, id, noted_ms)).await
+        // A settled note is removed there too: no file I/O on the runtime's threads.
+        tokio::task::spawn_blocking(move || {
+            let due = prepare(&store, &config, id, noted_ms);
+            if matches!(due, Ok(Due::Forget)) {
+                store.clear_delivery(id);
+            }
+            due
+        })
+        .await
     };
     let (mut job, claim) = match prepared {
         Ok(Ok(Due::Attempt(job, claim))) => (*job, claim),
-        Ok(Ok(Due::Forget)) => {
-            store.clear_delivery(id);
-            return;
-        }
-        Ok(Ok(Due::Not)) => return,
+        Ok(Ok(Due::Forget | Due::Not)) => return,
         Ok(Err(e)) => {
             log::error!("job {id}: webhook: {e}");
             return;
