@@ -524,13 +524,27 @@ mod tests {
             ids.push(pending.id());
             runner.start(pending);
         }
+        // Until two renders have ended, whatever way (a job waiting for its slot is briefly
+        // not live here, so its absence from `progress` does not mean it has ended).
+        let ended = |text: &str| -> u64 {
+            ["done", "failed", "cancelled", "queued"]
+                .iter()
+                .filter_map(|state| {
+                    let series =
+                        format!("pdfworker_render_duration_seconds_count{{state=\"{state}\"}}");
+                    sample(text, &series).and_then(|v| v.parse::<u64>().ok())
+                })
+                .sum()
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while ids.iter().any(|id| runner.progress(*id).is_some()) {
-            assert!(Instant::now() < deadline, "renders did not end");
+        let text = loop {
+            let text = metrics.encode().unwrap_or_else(|e| panic!("{e}"));
+            if ended(&text) >= 2 && ids.iter().all(|id| runner.progress(*id).is_none()) {
+                break text;
+            }
+            assert!(Instant::now() < deadline, "renders did not end:\n{text}");
             tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-
-        let text = metrics.encode().unwrap_or_else(|e| panic!("{e}"));
+        };
         assert_samples(
             &text,
             &[
