@@ -715,6 +715,17 @@ async fn send(reply: Reply, mut response: Response) -> Result<(), fastcgi::Error
         .map(|(n, v)| (*n, v.as_str()))
         .collect();
     headers.extend(assets::SECURITY_HEADERS);
+    // The whole body is known: its length spares the web server from chunking it (nginx
+    // otherwise answers HTTP/1.1 clients with `Transfer-Encoding: chunked`).
+    let length;
+    if !matches!(reply.status, 204 | 304)
+        && !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
+    {
+        length = reply.body.len().to_string();
+        headers.push(("Content-Length", &length));
+    }
     response.write_head(reply.status, &headers)?;
     response.write(&reply.body).await?;
     response.finish().await

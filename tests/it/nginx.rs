@@ -134,6 +134,14 @@ fn product_flow(gzip: bool) {
         done.text()
     );
     assert!(done.text().contains("Pages"), "{}", done.text());
+    // A whole page carries its length, so nginx passes it on instead of chunking the body.
+    assert_eq!(
+        done.header("Content-Length"),
+        Some(done.body.len().to_string().as_str()),
+        "{:?}",
+        done.headers
+    );
+    assert!(done.header("Transfer-Encoding").is_none(), "{:?}", done.headers);
     assert!(
         !done.text().contains("http-equiv=\"refresh\""),
         "a finished page stops refreshing"
