@@ -141,7 +141,11 @@ fn product_flow(gzip: bool) {
         "{:?}",
         done.headers
     );
-    assert!(done.header("Transfer-Encoding").is_none(), "{:?}", done.headers);
+    assert!(
+        done.header("Transfer-Encoding").is_none(),
+        "{:?}",
+        done.headers
+    );
     assert!(
         !done.text().contains("http-equiv=\"refresh\""),
         "a finished page stops refreshing"
