@@ -152,9 +152,37 @@ pub fn push(out: &mut Vec<u8>, kind: u8, request_id: u16, content: &[u8]) {
 /// Appends `data` as as many records of `kind` as it takes (none for empty `data`; the empty
 /// record that ends a stream is written by the caller on purpose).
 pub fn push_stream(out: &mut Vec<u8>, kind: u8, request_id: u16, data: &[u8]) {
+    push_stream_parts(out, kind, request_id, &[data]);
+}
+
+/// [`push_stream`] of `parts` one after the other, without joining them first (a response's
+/// head and its body go out in one record when they fit).
+pub fn push_stream_parts(out: &mut Vec<u8>, kind: u8, request_id: u16, parts: &[&[u8]]) {
     // 65528 is the largest multiple of 8 under 65535: full chunks need no padding.
-    for chunk in data.chunks(MAX_CONTENT_LEN - MAX_CONTENT_LEN % 8) {
-        push(out, kind, request_id, chunk);
+    const CHUNK: usize = MAX_CONTENT_LEN - MAX_CONTENT_LEN % 8;
+    let mut left: usize = parts.iter().map(|p| p.len()).sum();
+    out.reserve(left + left.div_ceil(CHUNK) * (HEADER_LEN + 8));
+    let id = request_id.to_be_bytes();
+    let (mut part, mut at) = (0, 0);
+    while left > 0 {
+        let len = left.min(CHUNK);
+        let padding = (8 - len % 8) % 8;
+        let l = (len as u16).to_be_bytes();
+        out.extend_from_slice(&[VERSION_1, kind, id[0], id[1], l[0], l[1], padding as u8, 0]);
+        let mut need = len;
+        while need > 0 {
+            let rest = &parts[part][at..];
+            let take = rest.len().min(need);
+            out.extend_from_slice(&rest[..take]);
+            need -= take;
+            at += take;
+            if at == parts[part].len() {
+                part += 1;
+                at = 0;
+            }
+        }
+        out.extend_from_slice(&[0u8; 8][..padding]);
+        left -= len;
     }
 }
 
@@ -339,5 +367,43 @@ mod tests {
             out,
             [1, 3, 1, 2, 0, 8, 0, 0, 0x0a, 0x0b, 0x0c, 0x0d, 3, 0, 0, 0]
         );
+    }
+
+    /// A head and a body pushed as parts carry the same stream as the two joined, in as few
+    /// records (one when they fit), whatever the split point and however many records it takes.
+    #[test]
+    fn parts_make_the_same_stream_as_the_joined_bytes() {
+        let data: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+        for split in [0, 1, 7, 300, 65_527, 65_528, 65_529, 131_060, 150_000] {
+            let (head, body) = data.split_at(split);
+            let mut joined = Vec::new();
+            push_stream(&mut joined, STDOUT, 4, &data);
+            let mut parts = Vec::new();
+            push_stream_parts(&mut parts, STDOUT, 4, &[head, body]);
+            assert_eq!(parts, joined, "split at {split}");
+            let mut at = 0;
+            let mut stream = Vec::new();
+            while let Some((rec, n)) = parse(&parts[at..]).expect("valid records") {
+                stream.extend_from_slice(rec.content);
+                at += n;
+            }
+            assert_eq!(
+                (at, stream.len()),
+                (parts.len(), data.len()),
+                "split at {split}"
+            );
+            assert!(stream == data, "split at {split}");
+        }
+        let mut small = Vec::new();
+        push_stream_parts(
+            &mut small,
+            STDOUT,
+            1,
+            &[b"Status: 200 OK\r\n\r\n", b"", b"ok"],
+        );
+        assert_eq!(small.len(), 8 + 24, "one record, padded to 8: {small:?}");
+        let mut none = Vec::new();
+        push_stream_parts(&mut none, STDOUT, 1, &[b"", b""]);
+        assert!(none.is_empty());
     }
 }

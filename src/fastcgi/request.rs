@@ -1,6 +1,7 @@
 //! What a handler gets: a [`Request`] (params, bounded body, abort signal) and a [`Response`]
 //! whose `finish()` sends FCGI_END_REQUEST exactly once and frees the connection at once.
 
+use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
@@ -214,15 +215,16 @@ impl Response {
                 return Err(Error::InvalidHeader(name.to_string()));
             }
         }
-        let mut head = format!("Status: {status} {}\r\n", reason(status));
+        let reason = reason(status);
+        let size: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+        self.buf.reserve(size + reason.len() + 16);
+        let _ = write!(self.buf, "Status: {status} {reason}\r\n");
         for (name, value) in headers {
-            head.push_str(name);
-            head.push_str(": ");
-            head.push_str(value);
-            head.push_str("\r\n");
+            for part in [name.as_bytes(), b": ", value.as_bytes(), b"\r\n"] {
+                self.buf.extend_from_slice(part);
+            }
         }
-        head.push_str("\r\n");
-        self.buf.extend_from_slice(head.as_bytes());
+        self.buf.extend_from_slice(b"\r\n");
         self.wrote_any = true;
         Ok(())
     }
@@ -266,23 +268,33 @@ impl Response {
     /// # Errors
     /// [`Error::Closed`] when the connection is gone (the request was aborted or the web
     /// server went away); the request is over either way.
-    pub async fn finish(mut self) -> Result<(), Error> {
+    pub async fn finish(self) -> Result<(), Error> {
+        self.finish_with(&[]).await
+    }
+
+    /// [`Response::write`] of the whole rest of the body, then [`Response::finish`], in one
+    /// message to the connection: the body is copied once, straight into its records.
+    ///
+    /// # Errors
+    /// As [`Response::finish`].
+    pub async fn finish_with(mut self, body: &[u8]) -> Result<(), Error> {
         self.ended = true;
-        match self.end_bytes() {
+        self.wrote_any |= !body.is_empty();
+        match self.end_bytes(body) {
             Some(out) => self.tx.send(out).await.map_err(|_| Error::Closed),
             None => Ok(()),
         }
     }
 
-    /// The final bytes, or `None` when the request is no longer active (it cannot be: only
-    /// `finish`/`drop` remove it, and each runs once).
-    fn end_bytes(&mut self) -> Option<Out> {
+    /// The final bytes (what is buffered, then `tail`), or `None` when the request is no
+    /// longer active (it cannot be: only `finish_with`/`drop` remove it, and each runs once).
+    fn end_bytes(&mut self, tail: &[u8]) -> Option<Out> {
         if !self.wrote_any {
             let page = b"Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\n\r\nInternal Server Error\n";
             self.buf.extend_from_slice(page);
         }
-        let mut out = Vec::with_capacity(self.buf.len() + 48);
-        record::push_stream(&mut out, record::STDOUT, self.id, &self.buf);
+        let mut out = Vec::with_capacity(self.buf.len() + tail.len() + 48);
+        record::push_stream_parts(&mut out, record::STDOUT, self.id, &[&self.buf, tail]);
         record::push(&mut out, record::STDOUT, self.id, b"");
         record::push_end_request(&mut out, self.id, 0, record::REQUEST_COMPLETE);
         self.buf = Vec::new();
@@ -304,7 +316,7 @@ impl Drop for Response {
             return;
         }
         self.ended = true;
-        if let Some(out) = self.end_bytes() {
+        if let Some(out) = self.end_bytes(&[]) {
             let tx = self.tx.clone();
             match tx.try_send(out) {
                 Ok(()) => {}

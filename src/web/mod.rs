@@ -766,8 +766,7 @@ async fn send(reply: Reply, mut response: Response) -> Result<(), fastcgi::Error
         headers.push(("Content-Length", &length));
     }
     response.write_head(reply.status, &headers)?;
-    response.write(&reply.body).await?;
-    response.finish().await
+    response.finish_with(&reply.body).await
 }
 
 impl App {
