@@ -5,70 +5,54 @@
 //!     bare_responder SOCKET_PATH
 //!
 //! It answers every request with `200` and a three-byte body, one thread per connection and
-//! blocking reads and writes: nothing pdfworker's FastCGI layer does (limits, timeouts,
-//! multiplexing, a runtime). It has no limits and trusts its peer, so it must never face
-//! anything but a benchmark's nginx. Written by hand because it exists to have no library in
-//! the way; std only, so building it costs the benchmark nothing.
+//! blocking reads and writes: of pdfworker it uses only the record codec
+//! (`pdfworker::fastcgi::record`), nothing of what its connections do (limits, timeouts,
+//! multiplexed handler tasks, a runtime). It has no limits and trusts its peer, so it must
+//! never face anything but a benchmark's nginx.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 
-const HEADER: usize = 8;
-const STDIN: u8 = 5;
-const STDOUT: u8 = 6;
-const END_REQUEST: u8 = 3;
-const BEGIN_REQUEST: u8 = 1;
-const KEEP_CONN: u8 = 1;
+use pdfworker::fastcgi::record::{self, BeginRequest};
+
 const ANSWER: &[u8] =
     b"Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n";
 
-fn record(out: &mut Vec<u8>, kind: u8, id: u16, content: &[u8]) {
-    let [hi, lo] = id.to_be_bytes();
-    let [lhi, llo] = u16::try_from(content.len())
-        .expect("a bare answer fits one record")
-        .to_be_bytes();
-    out.extend_from_slice(&[1, kind, hi, lo, lhi, llo, 0, 0]);
-    out.extend_from_slice(content);
-}
-
-/// Serves one connection until the peer closes it or a request without KEEP_CONN ends.
+/// Serves one connection until the peer closes it, sends something that is not FastCGI, or
+/// a request without FCGI_KEEP_CONN ends.
 fn serve(mut conn: UnixStream) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; record::MAX_RECORD_LEN];
     let mut have = 0;
-    let mut keep = std::collections::HashMap::new();
+    let mut keep_conn = HashMap::new();
     loop {
-        let mut used = 0;
-        let mut out = Vec::new();
-        let mut close = false;
-        while have - used >= HEADER {
-            let h = &buf[used..used + HEADER];
-            let (kind, id) = (h[1], u16::from_be_bytes([h[2], h[3]]));
-            let len = HEADER + usize::from(u16::from_be_bytes([h[4], h[5]])) + usize::from(h[6]);
-            if have - used < len {
-                break;
+        let (mut used, mut out, mut close) = (0, Vec::new(), false);
+        while let Ok(Some((rec, n))) = record::parse(&buf[used..have]) {
+            let id = rec.header.request_id;
+            match rec.header.kind {
+                record::BEGIN_REQUEST => {
+                    let keep = BeginRequest::parse(rec.content).is_ok_and(|b| b.keep_conn);
+                    keep_conn.insert(id, keep);
+                }
+                record::STDIN if rec.content.is_empty() => {
+                    record::push(&mut out, record::STDOUT, id, ANSWER);
+                    record::push(&mut out, record::STDOUT, id, b"");
+                    record::push_end_request(&mut out, id, 0, record::REQUEST_COMPLETE);
+                    close |= !keep_conn.remove(&id).unwrap_or(false);
+                }
+                _ => {}
             }
-            if kind == BEGIN_REQUEST && len >= HEADER + 3 {
-                keep.insert(id, buf[used + HEADER + 2] & KEEP_CONN != 0);
-            } else if kind == STDIN && len == HEADER + usize::from(h[6]) {
-                record(&mut out, STDOUT, id, ANSWER);
-                record(&mut out, STDOUT, id, b"");
-                record(&mut out, END_REQUEST, id, &[0; 8]);
-                close |= !keep.remove(&id).unwrap_or(false);
-            }
-            used += len;
+            used += n;
         }
         if !out.is_empty() {
             conn.write_all(&out)?;
         }
-        if close {
+        if close || record::parse(&buf[used..have]).is_err() {
             return Ok(());
         }
         buf.copy_within(used..have, 0);
         have -= used;
-        if have == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
         match conn.read(&mut buf[have..])? {
             0 => return Ok(()),
             n => have += n,
