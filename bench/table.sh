@@ -68,6 +68,12 @@ END {
     a = has(sp) ? f(100 * w(v[sp], 1), 0) "% (" f(100 * w(v[sp], 2), 0) "–" f(100 * w(v[sp], 3), 0) "%, " w(v[sp], 4) " rounds)" : "-"
     if (has(sb)) a = a "; the no-work responder: " f(100 * w(v[sb], 1), 0) "% (" f(100 * w(v[sb], 2), 0) "–" f(100 * w(v[sb], 3), 0) "%)"
     b = has(sh) ? f(100 * w(v[sh], 1), 0) "% (" f(100 * w(v[sh], 2), 0) "–" f(100 * w(v[sh], 3), 0) "%)" : "-"
+    if (has("r4_pw_status.app_us")) {
+        c = "status page: worker " f(v["r4_pw_status.app_us"], 1) ", nginx " f(v["r4_pw_status.nginx_us"], 1)
+        if (has("r4_pw_bare.app_us")) c = c "; no-work responder: itself " f(v["r4_pw_bare.app_us"], 1) ", nginx " f(v["r4_pw_bare.nginx_us"], 1)
+        if (has("r4_pw_ceiling.nginx_us")) c = c "; `return 200`: nginx " f(v["r4_pw_ceiling.nginx_us"], 1)
+        row("4 CPU per request, µs (from /proc, median of the rounds)", c, "-", "-", "—", "—")
+    }
     m35 = has(sp) && w(v[sp], 1) >= 0.35; m40 = has(sp) && w(v[sp], 1) >= 0.40
     row("4 status page as a share of `return 200` on the same nginx, median of the per-round shares (min–max)", a, b, "—",
         "≥ 35% (#4), ≥ 40% (#8)", "#4 " yes(m35) ", #8 " yes(m40))
