@@ -62,15 +62,22 @@ END {
     kb = "r4_pw_bare"
     a = has(kb) ? fmt_int(v[kb]) " (" fmt_int(v[kb ".min"]) "–" fmt_int(v[kb ".max"]) "), " v["pw_workers"] " processes" : "-"
     row("4 floor: a FastCGI responder that does no work (examples/bare_responder.rs) behind the same nginx, req/s", a, "-", "-", "—", "—")
+    kc = "r4_pw_c"
+    if (has(kc)) {
+        a = fmt_int(v[kc]) " (" fmt_int(v[kc ".min"]) "–" fmt_int(v[kc ".max"]) "), " v["pw_workers"] " processes"
+        row("4 floor in C: the same no-work responder on libfcgi (bench/noop_fcgi.c) behind the same nginx, req/s", a, "-", "-", "—", "—")
+    }
     # Shares: the median of the per-round shares (each round loads the page and the ceiling
     # back to back), min–max over the rounds.
-    sp = "r4_pw_share"; sh = "r4_php_share"; sb = "r4_pw_bare_share"
+    sp = "r4_pw_share"; sh = "r4_php_share"; sb = "r4_pw_bare_share"; sc = "r4_pw_c_share"
     a = has(sp) ? f(100 * w(v[sp], 1), 0) "% (" f(100 * w(v[sp], 2), 0) "–" f(100 * w(v[sp], 3), 0) "%, " w(v[sp], 4) " rounds)" : "-"
     if (has(sb)) a = a "; the no-work responder: " f(100 * w(v[sb], 1), 0) "% (" f(100 * w(v[sb], 2), 0) "–" f(100 * w(v[sb], 3), 0) "%)"
+    if (has(sc)) a = a "; in C on libfcgi: " f(100 * w(v[sc], 1), 0) "% (" f(100 * w(v[sc], 2), 0) "–" f(100 * w(v[sc], 3), 0) "%)"
     b = has(sh) ? f(100 * w(v[sh], 1), 0) "% (" f(100 * w(v[sh], 2), 0) "–" f(100 * w(v[sh], 3), 0) "%)" : "-"
     if (has("r4_pw_status.app_us")) {
         c = "status page: worker " f(v["r4_pw_status.app_us"], 1) ", nginx " f(v["r4_pw_status.nginx_us"], 1)
         if (has("r4_pw_bare.app_us")) c = c "; no-work responder: itself " f(v["r4_pw_bare.app_us"], 1) ", nginx " f(v["r4_pw_bare.nginx_us"], 1)
+        if (has("r4_pw_c.app_us")) c = c "; in C: itself " f(v["r4_pw_c.app_us"], 1) ", nginx " f(v["r4_pw_c.nginx_us"], 1)
         if (has("r4_pw_ceiling.nginx_us")) c = c "; `return 200`: nginx " f(v["r4_pw_ceiling.nginx_us"], 1)
         row("4 CPU per request, µs (from /proc, median of the rounds)", c, "-", "-", "—", "—")
     }
