@@ -10,10 +10,14 @@
  * hold open to this process (its upstream `keepalive` per nginx worker plus the requests in
  * flight), or a request waits in the listen backlog for a free thread. No mutex around
  * FCGX_Accept_r: the library's example has one, but with kept-alive connections a thread
- * waiting in it for its next request would hold every other thread back. For benchmarks only:
- * no limits, no timeouts, no signal handling. */
+ * waiting in it for its next request would hold every other thread back. SIGTERM and SIGINT
+ * are blocked in every thread and taken by main with sigwait: libfcgi installs its own SIGTERM
+ * handler at the first request, which only sets a flag that threads blocked in read() never
+ * see, so the process would outlive bench/run's cleanup. For benchmarks only: no limits, no
+ * timeouts. */
 #include <fcgiapp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -32,8 +36,9 @@ static void *serve(void *unused) {
 }
 
 int main(int argc, char **argv) {
-    int threads, i;
-    pthread_t *ids;
+    int threads, i, sig;
+    pthread_t id;
+    sigset_t stop;
     if (argc != 3 || (threads = atoi(argv[2])) < 1 || threads > 1024) {
         fprintf(stderr, "usage: noop_fcgi SOCKET_PATH THREADS (1-1024)\n");
         return 2;
@@ -45,10 +50,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "noop_fcgi: cannot listen on %s\n", argv[1]);
         return 1;
     }
-    ids = calloc((size_t)threads, sizeof *ids);
-    if (ids == NULL) return 1;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL); /* the threads inherit the mask */
     for (i = 0; i < threads; i++)
-        if (pthread_create(&ids[i], NULL, serve, NULL) != 0) return 1;
-    for (i = 0; i < threads; i++) pthread_join(ids[i], NULL);
+        if (pthread_create(&id, NULL, serve, NULL) != 0) return 1;
+    sigwait(&stop, &sig);
     return 0;
 }
