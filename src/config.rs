@@ -46,6 +46,8 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// Threads that handle requests (renders have threads of their own).
     pub threads: usize,
+    /// The kernel scheduling policy every thread of the process runs under.
+    pub sched_policy: SchedPolicy,
     /// Event streams open at once; always below `fastcgi.max_conns`.
     pub max_streams: usize,
     /// How often a quiet event stream sends a comment line.
@@ -327,6 +329,18 @@ struct ServeFlags {
     )]
     threads: usize,
 
+    /// How the kernel schedules the process's threads: normal, or batch (a thread woken by a
+    /// request does not preempt the running one: more requests per wake-up when the CPUs are
+    /// full, but a request may wait for a render's turn to end; README, Performance)
+    #[arg(
+        long,
+        env = "PDFWORKER_SCHED_POLICY",
+        value_name = "POLICY",
+        default_value = "normal",
+        value_parser = parse_sched_policy
+    )]
+    sched_policy: SchedPolicy,
+
     /// Jobs one client (the authenticated user, else the address) may have queued or running
     /// across the pool; beyond it 429 with Retry-After (0: no cap)
     #[arg(
@@ -545,6 +559,7 @@ impl From<ServeFlags> for ServeConfig {
             reports_dir: f.reports.reports_dir,
             shutdown_grace: Duration::from_secs(f.shutdown_grace_secs),
             threads: f.threads,
+            sched_policy: f.sched_policy,
             max_streams: f
                 .max_streams
                 .unwrap_or(crate::web::DEFAULT_MAX_STREAMS.min(f.max_conns / 2)),
@@ -611,6 +626,24 @@ fn parse_send_file(s: &str) -> Result<crate::web::SendFile, String> {
         "x-sendfile" => Ok(crate::web::SendFile::XSendfile),
         "body" => Ok(crate::web::SendFile::Body),
         _ => Err("one of x-accel-redirect, x-sendfile, body".into()),
+    }
+}
+
+/// The Linux scheduling policy of `serve`'s threads (`--sched-policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedPolicy {
+    /// SCHED_BATCH: no wake-up preemption (see README, Performance).
+    Batch,
+    /// SCHED_OTHER, what a process gets unless it asks; the default.
+    Normal,
+}
+
+/// `--sched-policy`: batch or normal.
+fn parse_sched_policy(s: &str) -> Result<SchedPolicy, String> {
+    match s {
+        "batch" => Ok(SchedPolicy::Batch),
+        "normal" => Ok(SchedPolicy::Normal),
+        _ => Err("one of batch, normal".into()),
     }
 }
 
@@ -760,6 +793,7 @@ mod tests {
         assert_eq!(c.socket_mode, 0o660);
         assert_eq!(c.listen, ListenAddr::Unix("var/run/pdfworker.sock".into()));
         assert_eq!((c.threads, c.shutdown_grace), (1, Duration::from_secs(20)));
+        assert_eq!(c.sched_policy, SchedPolicy::Normal);
         let (r, d) = (&c.runner, RunnerConfig::default());
         assert_eq!(
             (r.slots, r.queue_limit, r.max_pages, r.memory_budget),
@@ -824,6 +858,7 @@ mod tests {
             ("serve --render-slots 1025", "--render-slots"),
             ("serve --queue-limit 1000001", "--queue-limit"),
             ("serve --threads 257", "--threads"),
+            ("serve --sched-policy fifo", "--sched-policy"),
             ("serve --read-timeout-secs 0", "--read-timeout-secs"),
             ("serve --socket-mode 999", "--socket-mode"),
             ("serve --socket-mode 01000", "octal"),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use pdfworker::config::{self, Command, RenderArgs, ServeConfig};
+use pdfworker::config::{self, Command, RenderArgs, SchedPolicy, ServeConfig};
 use pdfworker::fastcgi::{self, Listener};
 use pdfworker::jobs::{EstimateFn, RenderFailure, RenderFn, RenderOutcome, Runner, Store};
 use pdfworker::reports::definition::ParseContext;
@@ -177,8 +177,8 @@ fn current_definition(
 /// Best effort: failure is logged and the render goes on at normal priority.
 fn lower_thread_priority() {
     // SAFETY: setpriority(2) takes plain integers and touches no memory of ours; `who = 0`
-    // names the calling thread. This, statvfs in check-config and the systemd fd are the
-    // crate's only unsafe code.
+    // names the calling thread. This, sched_setscheduler in `set_sched_policy`, statvfs in
+    // check-config and the systemd fd are the crate's only unsafe code.
     #[allow(unsafe_code)]
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
     if rc != 0 {
@@ -517,7 +517,33 @@ fn id_name(db: &str, id: u32) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
+/// `--sched-policy`, set on the main thread before any other thread starts: Linux keeps the
+/// policy per thread and a new thread copies its creator's, so the runtime's threads, the
+/// blocking pool and every render thread run under it (renders still lower their nice value,
+/// which SCHED_BATCH honours). Best effort: a refusal is logged and the process goes on under
+/// the policy it was started with.
+fn set_sched_policy(policy: SchedPolicy) {
+    let (kind, name) = match policy {
+        SchedPolicy::Batch => (libc::SCHED_BATCH, "batch"),
+        SchedPolicy::Normal => (libc::SCHED_OTHER, "normal"),
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) only reads `param`, which outlives the call; pid 0 names
+    // the calling thread.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::sched_setscheduler(0, kind, &param) };
+    if rc == 0 {
+        log::info!("scheduling policy: {name}");
+    } else {
+        log::warn!(
+            "could not set the scheduling policy {name}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn serve(cfg: ServeConfig) -> Result<(), String> {
+    set_sched_policy(cfg.sched_policy);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.threads)
         .enable_all()

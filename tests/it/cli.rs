@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::util::{TempDir, wait_for};
+use crate::util::{TempDir, TestServer, job_json, json_field, wait_for};
 
 /// Every `serve` flag: a value it accepts and values its parser refuses (bounds included).
 /// `--data-dir` and `--reports-dir` take any path; they have tests of their own below.
@@ -30,6 +30,7 @@ const SERVE_FLAGS: &[(&str, &str, &[&str])] = &[
     ("request-timeout-secs", "1", &["x", "0"]),
     ("idle-timeout-secs", "1", &["x", "0"]),
     ("threads", "2", &["x", "0", "257"]),
+    ("sched-policy", "batch", &["x", "Batch", "fifo"]),
     ("max-jobs-per-client", "3", &["x", "-1", "1000001"]),
     ("max-data-bytes", "1000000", &["x", "-1"]),
     ("min-free-mb", "10", &["x", "-1"]),
@@ -310,6 +311,56 @@ fn the_readme_configuration_table_matches_serve_help() {
         from_readme, from_help,
         "README table vs serve --help:\n{help}"
     );
+}
+
+/// The scheduling policy of every thread of process `pid`: field 41 of
+/// /proc/PID/task/TID/stat (0 SCHED_OTHER, 3 SCHED_BATCH).
+fn thread_policies(pid: u32) -> Vec<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the worker's threads");
+    let mut policies = Vec::new();
+    for task in tasks.flatten() {
+        // A thread that ended since the listing has no stat left.
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let after_name = stat.rsplit_once(") ").expect("a stat line").1;
+        let policy = after_name.split(' ').nth(38).and_then(|f| f.parse().ok());
+        policies.push(policy.expect("a policy field"));
+    }
+    policies
+}
+
+/// `serve` runs every thread (requests, the blocking pool, renders) under the ordinary policy
+/// unless told otherwise, and under SCHED_BATCH — `ps -L -o cls` shows `B` — with
+/// `--sched-policy batch` or its variable.
+#[test]
+fn serve_runs_its_threads_under_sched_batch_when_told() {
+    for (policy, want) in [(None, 0), (Some("batch"), 3)] {
+        let env: Vec<(&str, &str)> = policy
+            .map(|p| ("PDFWORKER_SCHED_POLICY", p))
+            .into_iter()
+            .collect();
+        let srv = TestServer::start_with_env(&["--render-slots", "1"], &env);
+        // A finished job: a render's thread and the blocking pool's have started by then.
+        let id = srv.connect().submit("Policy", "2000");
+        wait_for(Duration::from_secs(60), "the job to finish", || {
+            let state = json_field(&job_json(&mut srv.connect(), &id), "state");
+            (state.as_deref() == Some("done")).then_some(())
+        });
+        let policies = thread_policies(srv.pid().expect("the worker runs"));
+        assert!(policies.len() >= 2, "threads: {policies:?}");
+        assert!(
+            policies.iter().all(|p| *p == want),
+            "policy {want} on every thread ({policy:?}): {policies:?}\n{}",
+            srv.log()
+        );
+        let name = policy.unwrap_or("normal");
+        assert!(
+            srv.log().contains(&format!("scheduling policy: {name}")),
+            "{}",
+            srv.log()
+        );
+    }
 }
 
 /// `check-config`'s line about the data dir (stdout), or all of stdout when there is none.
