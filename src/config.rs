@@ -708,8 +708,8 @@ mod tests {
     #[test]
     fn help_of_every_subcommand_lists_its_flags() {
         let cases = [
-            ("serve", 29),
-            ("check-config", 29),
+            ("serve", 30),
+            ("check-config", 30),
             ("render", 9),
             ("demo-data", 2),
         ];
