@@ -139,14 +139,22 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Record<'_>, usize)>, ProtocolError> {
 /// If `content` is longer than [`MAX_CONTENT_LEN`]; callers split streams with
 /// [`push_stream`], so this is an invariant of this module.
 pub fn push(out: &mut Vec<u8>, kind: u8, request_id: u16, content: &[u8]) {
-    let len = u16::try_from(content.len()).expect("record content is split to 65535 bytes");
-    let padding = (8 - content.len() % 8) % 8;
-    out.reserve(HEADER_LEN + content.len() + padding);
-    let id = request_id.to_be_bytes();
-    let l = len.to_be_bytes();
-    out.extend_from_slice(&[VERSION_1, kind, id[0], id[1], l[0], l[1], padding as u8, 0]);
+    out.reserve(HEADER_LEN + content.len() + 7);
+    let padding = push_header(out, kind, request_id, content.len());
     out.extend_from_slice(content);
     out.extend_from_slice(&[0u8; 8][..padding]);
+}
+
+/// Appends the header of a record with `len` bytes of content and returns the padding the
+/// caller writes after the content (to a multiple of 8).
+fn push_header(out: &mut Vec<u8>, kind: u8, request_id: u16, len: usize) -> usize {
+    let l = u16::try_from(len)
+        .expect("record content is split to 65535 bytes")
+        .to_be_bytes();
+    let padding = (8 - len % 8) % 8;
+    let id = request_id.to_be_bytes();
+    out.extend_from_slice(&[VERSION_1, kind, id[0], id[1], l[0], l[1], padding as u8, 0]);
+    padding
 }
 
 /// Appends `data` as as many records of `kind` as it takes (none for empty `data`; the empty
@@ -162,13 +170,10 @@ pub fn push_stream_parts(out: &mut Vec<u8>, kind: u8, request_id: u16, parts: &[
     const CHUNK: usize = MAX_CONTENT_LEN - MAX_CONTENT_LEN % 8;
     let mut left: usize = parts.iter().map(|p| p.len()).sum();
     out.reserve(left + left.div_ceil(CHUNK) * (HEADER_LEN + 8));
-    let id = request_id.to_be_bytes();
     let (mut part, mut at) = (0, 0);
     while left > 0 {
         let len = left.min(CHUNK);
-        let padding = (8 - len % 8) % 8;
-        let l = (len as u16).to_be_bytes();
-        out.extend_from_slice(&[VERSION_1, kind, id[0], id[1], l[0], l[1], padding as u8, 0]);
+        let padding = push_header(out, kind, request_id, len);
         let mut need = len;
         while need > 0 {
             let rest = &parts[part][at..];
