@@ -632,34 +632,30 @@ impl fastcgi::Handler for App {
                 let _ = self.answer(&timer, reply, response).await;
             }
             Outcome::Cancel(id, true) => {
-                {
-                    let reply = match self.cancel(id, self.user_of(&http)).await {
-                        Ok((job, now)) => {
-                            let status = if now { 200 } else { 202 };
-                            // A render that is stopping: where it is now, not where its
-                            // record last said.
-                            let live = if now { None } else { self.live_for(&job) };
-                            let mut body = api::job_json(&job, live);
-                            body["cancel_requested"] = serde_json::Value::Bool(true);
-                            api::json_reply(status, &body)
-                        }
-                        Err(e) => e.problem().reply(),
-                    };
-                    let _ = self.answer(&timer, reply, response).await;
-                }
+                let reply = match self.cancel(id, self.user_of(&http)).await {
+                    Ok((job, now)) => {
+                        let status = if now { 200 } else { 202 };
+                        // A render that is stopping: where it is now, not where its
+                        // record last said.
+                        let live = if now { None } else { self.live_for(&job) };
+                        let mut body = api::job_json(&job, live);
+                        body["cancel_requested"] = serde_json::Value::Bool(true);
+                        api::json_reply(status, &body)
+                    }
+                    Err(e) => e.problem().reply(),
+                };
+                let _ = self.answer(&timer, reply, response).await;
             }
             Outcome::Cancel(id, false) => {
-                {
-                    let reply = match self.cancel(id, self.user_of(&http)).await {
-                        Ok(_) => Reply::see_other(url(&format!("/jobs/{id}"))),
-                        Err(AppError::Problem(p)) if p.status == 409 => {
-                            // Ended meanwhile: its page says how.
-                            Reply::see_other(url(&format!("/jobs/{id}")))
-                        }
-                        Err(e) => e.reply(),
-                    };
-                    let _ = self.answer(&timer, reply, response).await;
-                }
+                let reply = match self.cancel(id, self.user_of(&http)).await {
+                    Ok(_) => Reply::see_other(url(&format!("/jobs/{id}"))),
+                    Err(AppError::Problem(p)) if p.status == 409 => {
+                        // Ended meanwhile: its page says how.
+                        Reply::see_other(url(&format!("/jobs/{id}")))
+                    }
+                    Err(e) => e.reply(),
+                };
+                let _ = self.answer(&timer, reply, response).await;
             }
             Outcome::Index => {
                 Box::pin(async {
