@@ -734,11 +734,10 @@ impl App {
 }
 
 async fn send(reply: Reply, mut response: Response) -> Result<(), fastcgi::Error> {
-    let mut headers: Vec<(&str, &str)> = reply
-        .headers
-        .iter()
-        .map(|(n, v)| (*n, v.as_str()))
-        .collect();
+    // The reply's own headers, the security headers and perhaps Content-Length: sized once.
+    let mut headers: Vec<(&str, &str)> =
+        Vec::with_capacity(reply.headers.len() + assets::SECURITY_HEADERS.len() + 1);
+    headers.extend(reply.headers.iter().map(|(n, v)| (*n, v.as_str())));
     headers.extend(assets::SECURITY_HEADERS);
     // The whole body is known: its length spares the web server from chunking it (nginx
     // otherwise answers HTTP/1.1 clients with `Transfer-Encoding: chunked`).
